@@ -1,0 +1,78 @@
+"""The registry from (type, schema_version) to model, with upcasters for old versions.
+
+Stored events are never rewritten. When an event's shape changes, a new model version is
+registered and an upcaster turns the old payload into the new one on read:
+`registry.add_upcaster("MessageSent", 1, upcast_message_sent_v1_v2)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from shared.errors import LedgerlineError
+from shared.events.base import Event
+
+Payload = dict[str, Any]
+Upcaster = Callable[[Payload], Payload]
+
+
+class UnknownEventType(LedgerlineError):
+    def __init__(self, type_: str, schema_version: int) -> None:
+        self.type = type_
+        self.schema_version = schema_version
+        super().__init__(f"unknown event type {type_!r} version {schema_version}")
+
+
+class EventRegistry:
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, int], type[Event]] = {}
+        self._latest: dict[str, int] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, model: type[Event]) -> type[Event]:
+        """Register a model (usable as a class decorator). Its `type` and `schema_version` are literals."""
+        type_ = model.model_fields["type"].default
+        version = model.model_fields["schema_version"].default
+        if not isinstance(type_, str) or not isinstance(version, int):
+            raise TypeError(f"{model.__name__} needs defaults for its type and schema_version literals")
+        self._models[(type_, version)] = model
+        self._latest[type_] = max(version, self._latest.get(type_, 0))
+        return model
+
+    def add_upcaster(self, type_: str, from_version: int, upcaster: Upcaster) -> None:
+        """`upcaster` turns a payload of `from_version` into one of `from_version + 1`."""
+        self._upcasters[(type_, from_version)] = upcaster
+
+    def model_for(self, type_: str, schema_version: int) -> type[Event]:
+        try:
+            return self._models[(type_, schema_version)]
+        except KeyError:
+            raise UnknownEventType(type_, schema_version) from None
+
+    def latest_version(self, type_: str) -> int:
+        if type_ not in self._latest:
+            raise UnknownEventType(type_, 0)
+        return self._latest[type_]
+
+    def decode(self, type_: str, schema_version: int, payload: Payload) -> Event:
+        """The payload as the latest model of its type, upcast step by step from the stored version."""
+        latest = self.latest_version(type_)
+        version = schema_version
+        while version < latest:
+            upcaster = self._upcasters.get((type_, version))
+            if upcaster is None:
+                break  # an old version with its own model and no upcaster: decode it as it is
+            payload = upcaster(payload)
+            version += 1
+        model = self.model_for(type_, version)
+        return model.model_validate(payload)
+
+    def __iter__(self) -> Iterator[type[Event]]:
+        return iter(self._models.values())
+
+    def types(self) -> list[str]:
+        return sorted(self._latest)
+
+
+registry = EventRegistry()
