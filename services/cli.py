@@ -1,0 +1,103 @@
+"""The `ledgerline` command: dispatches to the services and the admin commands.
+
+Each sub-command's work lives in its own module, imported only when that command runs, so that
+`ledgerline --help` and `ledgerline token` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from shared.errors import ConfigError
+
+# command path -> "module:function"; the function takes the parsed argparse.Namespace, returns an exit code.
+COMMANDS: dict[str, str] = {
+    "up": "services.up:main",
+    "gateway": "services.gateway.main:main",
+    "delivery": "services.delivery.main:main",
+    "projections": "services.projections.main:main",
+    "tickets": "services.tickets.main:main",
+    "relay": "shared.broker.relay_cli:main",
+    "migrate": "services.admin.migrate:main",
+    "token": "services.admin.token:main",
+    "audit verify": "services.admin.audit:verify_main",
+    "events tail": "services.admin.events:tail_main",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ledgerline",
+        description="Ledgerline: event-sourced on-premise messaging backend (chat, support desk, audit).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser("up", help="start the whole stack on the embedded default (SQLite + embedded NATS)")
+    up.add_argument("--data-dir", default=None, help="data directory (default ./.ledgerline)")
+    up.add_argument("--port", type=int, default=None, help="gateway port (default 8080)")
+    up.add_argument("--demo", action="store_true", help="seed demo users and conversations, print tokens")
+
+    for name, text in [
+        ("gateway", "run the HTTP + WebSocket gateway (and the relay)"),
+        ("delivery", "run the delivery worker"),
+        ("projections", "run the projections worker (read models)"),
+        ("tickets", "run the tickets worker"),
+        ("relay", "run the relay alone (events table -> broker)"),
+    ]:
+        sub.add_parser(name, help=text, description=text + "; configured by LEDGERLINE_* variables")
+
+    sub.add_parser("migrate", help="apply database migrations (also done on start)")
+
+    token = sub.add_parser("token", help="print a signed development JWT")
+    token.add_argument("user", help="user id (the `sub` claim)")
+    token.add_argument("--name", default=None)
+    token.add_argument("--role", action="append", default=None, dest="roles")
+    token.add_argument("--segment", default=None)
+    token.add_argument("--line", action="append", type=int, default=None, dest="lines")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 24 h)")
+    token.add_argument("--data-dir", default=None)
+
+    audit = sub.add_parser("audit", help="audit commands").add_subparsers(
+        dest="audit_command", metavar="AUDIT_COMMAND", required=True
+    )
+    verify = audit.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad position")
+    verify.add_argument("--page-size", type=int, default=5000)
+    verify.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    events = sub.add_parser("events", help="event stream commands").add_subparsers(
+        dest="events_command", metavar="EVENTS_COMMAND", required=True
+    )
+    tail = events.add_parser("tail", help="print events as CloudEvents JSON lines")
+    tail.add_argument("--from-position", type=int, default=0, help="first position to print (default: all)")
+    tail.add_argument("--follow", action="store_true", help="keep printing new events as they are appended")
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
+    key = args.command
+    for nested in ("audit_command", "events_command"):
+        if getattr(args, nested, None):
+            key = f"{key} {getattr(args, nested)}"
+    module_name, func_name = COMMANDS[key].split(":")
+    func: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module_name), func_name)
+    return func
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return resolve(args)(args)
+    except ConfigError as e:
+        print("ledgerline: configuration error:", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
