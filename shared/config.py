@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     files_dir: Path | None = Field(None, description="Content-addressed file store; default <data_dir>/files")
     gateway_host: str = Field("127.0.0.1", description="Gateway listen address")
     gateway_port: int = Field(8080, ge=0, le=65535, description="Gateway listen port")
+    worker_host: str = Field("127.0.0.1", description="Listen address of a worker's /healthz, /readyz, /metrics")
+    worker_port: int = Field(9100, ge=0, le=65535, description="Port of a worker's /healthz, /readyz, /metrics")
+    shutdown_timeout: float = Field(10.0, gt=0, description="Seconds a service may take to stop on SIGTERM")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_format: Literal["json", "console"] = Field("json", description="Log line format")
     partitions: int = Field(16, ge=1, le=1024, description="Broker partitions; fixed when topology is created")
@@ -44,7 +47,7 @@ class Settings(BaseSettings):
     append_batch_max_bytes: int = Field(
         256 * 1024, ge=1024, description="Group commit: most payload bytes written in one transaction"
     )
-    max_text_length: int = Field(16_000, ge=1, description="Longest message text, in characters")
+    max_text_length: int = Field(16_000, ge=1, le=16_000, description="Longest message text, in characters")
     max_file_size: int = Field(100 * 1024 * 1024, ge=1, description="Largest uploaded file, in bytes")
     rate_limit_per_minute: int = Field(1200, ge=0, description="Requests per user per minute; 0 turns it off")
 
