@@ -28,4 +28,4 @@ class Event(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         """The stored form: every field but the envelope's, JSON-ready."""
-        return self.model_dump(mode="json", exclude=ENVELOPE_FIELDS)
+        return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
