@@ -8,6 +8,7 @@ routing keys, CloudEvents form) are fixed by the public contract: see docs/broke
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.events.envelope import RecordedEvent
@@ -37,3 +38,88 @@ class Broker(EventPublisher, Protocol):
     async def healthy(self) -> bool: ...
 
     async def close(self) -> None: ...
+
+
+# --- The consumer side, driven by the worker runtime (shared.broker.runtime) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """One durable consumer: the events of `types` (None = every type) in one partition, for one worker kind.
+
+    `max_deliver` is the runtime's limit; adapters set the broker's own limit a little higher, as a
+    backstop that only a crash loop reaches (the runtime dead-letters first, with the error text).
+    """
+
+    kind: str
+    types: frozenset[str] | None
+    partition: int
+    max_deliver: int = 5
+    ack_wait: float = 30.0
+    batch_size: int = 256
+
+
+class Delivery(Protocol):
+    """One delivered message. `event` is None when the body could not be decoded (`decode_error` says why)."""
+
+    @property
+    def event(self) -> RecordedEvent | None: ...
+
+    @property
+    def decode_error(self) -> str | None: ...
+
+    @property
+    def deliveries(self) -> int:
+        """How many times the broker has delivered this message, this delivery included (1 = first)."""
+        ...
+
+    async def ack(self) -> None: ...
+
+    async def release(self) -> None:
+        """Give it back for redelivery now (graceful stop with a batch in hand)."""
+        ...
+
+    async def in_progress(self) -> None:
+        """Tell the broker the message is still being worked on (resets its ack timer, where there is one)."""
+        ...
+
+    async def dead_letter(self, error: str) -> None:
+        """Store it with `error` in the dead-letter place, then remove it from the consumer for good."""
+        ...
+
+
+class PartitionConsumer(Protocol):
+    async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
+        """Up to `max_messages` in order; an empty list when none came within `wait` seconds."""
+        ...
+
+    async def lag(self) -> int | None:
+        """Messages waiting in this partition (None when unknown)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered event as stored by the broker: the original body and the error that killed it."""
+
+    kind: str
+    event_id: str
+    type: str
+    error: str
+    deliveries: int
+    body: bytes
+
+
+class ConsumingBroker(Broker, Protocol):
+    """A broker the worker runtime can consume from: both adapters implement it."""
+
+    @property
+    def partitions(self) -> int: ...
+
+    async def open_consumer(self, spec: ConsumerSpec) -> PartitionConsumer: ...
+
+    async def dead_letters(self, kind: str, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters of `kind`, without removing them (for operators and tests)."""
+        ...

@@ -1,0 +1,110 @@
+"""The consumer side on JetStream: one durable pull consumer per (worker kind, partition)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from shared.broker.errors import one_line
+from shared.broker.headers import DeadLetterHeader
+from shared.broker.nats.names import NatsNames
+from shared.broker.port import ConsumerSpec, Delivery
+from shared.events.cloudevents import InvalidCloudEvent, from_cloudevent_bytes
+from shared.events.envelope import RecordedEvent
+
+
+class NatsDelivery:
+    __slots__ = ("_consumer", "_msg", "decode_error", "deliveries", "event")
+
+    def __init__(self, consumer: NatsPartitionConsumer, msg: Msg) -> None:
+        self._consumer = consumer
+        self._msg = msg
+        self.deliveries: int = msg.metadata.num_delivered
+        self.event: RecordedEvent | None = None
+        self.decode_error: str | None = None
+        try:
+            self.event = from_cloudevent_bytes(msg.data)
+        except InvalidCloudEvent as err:
+            self.decode_error = str(err)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def release(self) -> None:
+        await self._msg.nak()
+
+    async def in_progress(self) -> None:
+        await self._msg.in_progress()
+
+    async def dead_letter(self, error: str) -> None:
+        await self._consumer.store_dead_letter(self._msg, self.event, self.deliveries, error)
+        # Terminate only once the dead letter is stored: a crash in between redelivers it instead.
+        await self._msg.term()
+
+
+class NatsPartitionConsumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sub: JetStreamContext.PullSubscription,
+        names: NatsNames,
+        spec: ConsumerSpec,
+        server_filters_types: bool,
+    ) -> None:
+        self._js = js
+        self._sub = sub
+        self._names = names
+        self._spec = spec
+        self._server_filters_types = server_filters_types
+        self._lag: int | None = None
+
+    async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
+        try:
+            msgs = await self._sub.fetch(max_messages, timeout=wait)
+        except TimeoutError:  # nats.errors.TimeoutError derives from it
+            self._lag = 0 if self._lag is None else self._lag
+            return []
+        out: list[Delivery] = []
+        for msg in msgs:
+            self._lag = msg.metadata.num_pending
+            if not self._wanted(msg.subject):
+                # A type this worker does not consume, on a server without multi-subject filters.
+                await msg.ack()
+                continue
+            out.append(NatsDelivery(self, msg))
+        return out
+
+    def _wanted(self, subject: str) -> bool:
+        types = self._spec.types
+        return self._server_filters_types or types is None or self._names.type_of(subject) in types
+
+    async def lag(self) -> int | None:
+        return self._lag
+
+    async def close(self) -> None:
+        # Unsubscribe the client side only: the durable consumer keeps its position on the server.
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+    async def store_dead_letter(
+        self, msg: Msg, event: RecordedEvent | None, deliveries: int, error: str
+    ) -> None:
+        type_ = event.type if event is not None else self._names.type_of(msg.subject) or "Unknown"
+        event_id = str(event.event_id) if event is not None else f"seq-{msg.metadata.sequence.stream}"
+        headers: Mapping[str, Any] = {
+            "Nats-Msg-Id": f"{self._spec.kind}:{event_id}",
+            DeadLetterHeader.ERROR.value: one_line(error),
+            DeadLetterHeader.KIND.value: self._spec.kind,
+            DeadLetterHeader.EVENT_ID.value: event_id,
+            DeadLetterHeader.TYPE.value: type_,
+            DeadLetterHeader.PARTITION.value: str(self._spec.partition),
+            DeadLetterHeader.DELIVERIES.value: str(deliveries),
+            DeadLetterHeader.ORIGIN.value: msg.subject,
+        }
+        subject = self._names.dead_subject(self._spec.kind, type_)
+        await self._js.publish(subject, msg.data, headers=dict(headers), stream=self._names.dead_stream)
