@@ -7,14 +7,16 @@ registered and an upcaster turns the old payload into the new one on read:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import LedgerlineError
 from shared.events.base import Event
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
+E = TypeVar("E", bound=Event)
 
 
 class UnknownEventType(LedgerlineError):
@@ -25,12 +27,22 @@ class UnknownEventType(LedgerlineError):
 
 
 class EventRegistry:
-    def __init__(self) -> None:
+    """`autoload` names a module that registers the models (the global registry's is the catalogue);
+    it is imported on the first lookup, so that readers need not remember to import it, and so that
+    `shared.events` itself stays light to import."""
+
+    def __init__(self, autoload: str | None = None) -> None:
         self._models: dict[tuple[str, int], type[Event]] = {}
         self._latest: dict[str, int] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._autoload = autoload
 
-    def register(self, model: type[Event]) -> type[Event]:
+    def _load(self) -> None:
+        if self._autoload is not None:
+            module, self._autoload = self._autoload, None  # first, so that a re-entry stops here
+            importlib.import_module(module)
+
+    def register(self, model: type[E]) -> type[E]:
         """Register a model (usable as a class decorator). Its `type` and `schema_version` are literals."""
         type_ = model.model_fields["type"].default
         version = model.model_fields["schema_version"].default
@@ -45,12 +57,14 @@ class EventRegistry:
         self._upcasters[(type_, from_version)] = upcaster
 
     def model_for(self, type_: str, schema_version: int) -> type[Event]:
+        self._load()
         try:
             return self._models[(type_, schema_version)]
         except KeyError:
             raise UnknownEventType(type_, schema_version) from None
 
     def latest_version(self, type_: str) -> int:
+        self._load()
         if type_ not in self._latest:
             raise UnknownEventType(type_, 0)
         return self._latest[type_]
@@ -69,10 +83,12 @@ class EventRegistry:
         return model.model_validate(payload)
 
     def __iter__(self) -> Iterator[type[Event]]:
+        self._load()
         return iter(self._models.values())
 
     def types(self) -> list[str]:
+        self._load()
         return sorted(self._latest)
 
 
-registry = EventRegistry()
+registry = EventRegistry(autoload="shared.events.catalogue")
