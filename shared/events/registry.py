@@ -71,7 +71,10 @@ class EventRegistry:
 
     def decode(self, type_: str, schema_version: int, payload: Payload) -> Event:
         """The payload as the latest model of its type, upcast step by step from the stored version."""
-        latest = self.latest_version(type_)
+        self._load()
+        latest = self._latest.get(type_)
+        if latest is None:
+            raise UnknownEventType(type_, schema_version)
         version = schema_version
         while version < latest:
             upcaster = self._upcasters.get((type_, version))
