@@ -118,6 +118,11 @@ class ConsumingBroker(Broker, Protocol):
     @property
     def partitions(self) -> int: ...
 
+    async def declare_consumers(self, specs: Sequence[ConsumerSpec]) -> None:
+        """Create the durable consumers (queues) so that events are kept for them from now on, even
+        for partitions no instance consumes yet. Idempotent."""
+        ...
+
     async def open_consumer(self, spec: ConsumerSpec) -> PartitionConsumer: ...
 
     async def dead_letters(self, kind: str, limit: int = 100) -> list[DeadLetter]:

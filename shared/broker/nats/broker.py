@@ -131,9 +131,14 @@ class NatsBroker:
 
         return _NatsSubscription(await self._nc.subscribe(subject, cb=deliver))
 
+    async def declare_consumers(self, specs: Sequence[ConsumerSpec]) -> None:
+        for spec in specs:
+            await ensure_consumer(
+                self._nc, self.names.stream, consumer_config(self.names, spec, self._multi_filter)
+            )
+
     async def open_consumer(self, spec: ConsumerSpec) -> PartitionConsumer:
         config = consumer_config(self.names, spec, self._multi_filter)
-        config.ack_wait = spec.ack_wait
         await ensure_consumer(self._nc, self.names.stream, config)
         sub = await self._js.pull_subscribe_bind(
             durable=config.durable_name, stream=self.names.stream, pending_msgs_limit=spec.batch_size * 4

@@ -80,6 +80,7 @@ def consumer_config(names: NatsNames, spec: ConsumerSpec, multi_filter: bool) ->
         backoff=[spec.ack_wait * min(2**i, 8) for i in range(max_deliver - 1)],
         # One batch outstanding at a time: after a crash nothing newer is delivered before the
         # unacknowledged batch comes back, which keeps each stream in order across a takeover.
+        ack_wait=spec.ack_wait,
         max_ack_pending=spec.batch_size,
         max_waiting=8,
         description=f"ledgerline worker {spec.kind}, partition {spec.partition}",

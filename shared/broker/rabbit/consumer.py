@@ -1,0 +1,121 @@
+"""The consumer side on RabbitMQ: one quorum queue per (worker kind, partition), on its own channel.
+
+A channel per partition means closing it hands every unacknowledged message back to the queue, at
+its front, which is what a released or lost partition needs to stay in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from shared.broker.errors import one_line
+from shared.broker.headers import DeadLetterHeader
+from shared.broker.port import ConsumerSpec, Delivery
+from shared.broker.rabbit.names import RabbitNames
+from shared.events.cloudevents import CONTENT_TYPE, InvalidCloudEvent, from_cloudevent_bytes
+from shared.events.envelope import RecordedEvent
+
+# Queue depth is read with a passive declare (a round trip), so at most this often per partition.
+LAG_REFRESH_SECONDS = 2.0
+
+
+class RabbitDelivery:
+    __slots__ = ("_consumer", "_msg", "decode_error", "deliveries", "event")
+
+    def __init__(self, consumer: RabbitPartitionConsumer, msg: AbstractIncomingMessage) -> None:
+        self._consumer = consumer
+        self._msg = msg
+        # Quorum queues count earlier deliveries in x-delivery-count (absent on the first one).
+        earlier = (msg.headers or {}).get("x-delivery-count", 0)
+        self.deliveries: int = (earlier if isinstance(earlier, int) else 0) + 1
+        self.event: RecordedEvent | None = None
+        self.decode_error: str | None = None
+        try:
+            self.event = from_cloudevent_bytes(msg.body)
+        except InvalidCloudEvent as err:
+            self.decode_error = str(err)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def release(self) -> None:
+        await self._msg.nack(requeue=True)
+
+    async def in_progress(self) -> None:
+        """RabbitMQ has no per-message ack timer (only the channel-wide consumer_timeout, 30 min)."""
+
+    async def dead_letter(self, error: str) -> None:
+        await self._consumer.store_dead_letter(self._msg, self.event, self.deliveries, error)
+        # Ack only once the dead letter is confirmed: a crash in between redelivers it instead.
+        await self._msg.ack()
+
+
+class RabbitPartitionConsumer:
+    def __init__(
+        self, channel: AbstractChannel, queue: AbstractQueue, names: RabbitNames, spec: ConsumerSpec
+    ):
+        self._channel = channel
+        self._queue = queue
+        self._names = names
+        self._spec = spec
+        self._buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._tag: str | None = None
+        self._lag: int | None = None
+        self._lag_read_at = 0.0
+
+    async def start(self) -> None:
+        self._tag = await self._queue.consume(self._buffer.put)
+
+    async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
+        try:
+            first = await asyncio.wait_for(self._buffer.get(), wait)
+        except TimeoutError:
+            return []
+        msgs = [first]
+        while len(msgs) < max_messages and not self._buffer.empty():
+            msgs.append(self._buffer.get_nowait())
+        return [RabbitDelivery(self, m) for m in msgs]
+
+    async def lag(self) -> int | None:
+        now = time.monotonic()
+        if now - self._lag_read_at >= LAG_REFRESH_SECONDS:
+            self._lag_read_at = now
+            with contextlib.suppress(aiormq.exceptions.AMQPError):
+                result = await self._channel.declare_queue(self._queue.name, passive=True)
+                self._lag = (result.declaration_result.message_count or 0) + self._buffer.qsize()
+        return self._lag
+
+    async def close(self) -> None:
+        # Closing the channel returns every unacknowledged message (buffered ones included) to the queue.
+        with contextlib.suppress(aiormq.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
+            await self._channel.close()
+
+    async def store_dead_letter(
+        self, msg: AbstractIncomingMessage, event: RecordedEvent | None, deliveries: int, error: str
+    ) -> None:
+        type_ = event.type if event is not None else (msg.routing_key or "Unknown.").split(".")[0]
+        event_id = str(event.event_id) if event is not None else (msg.message_id or "")
+        headers: aio_pika.abc.HeadersType = {
+            DeadLetterHeader.ERROR.value: one_line(error),
+            DeadLetterHeader.KIND.value: self._spec.kind,
+            DeadLetterHeader.EVENT_ID.value: event_id,
+            DeadLetterHeader.TYPE.value: type_,
+            DeadLetterHeader.PARTITION.value: self._spec.partition,
+            DeadLetterHeader.DELIVERIES.value: deliveries,
+            DeadLetterHeader.ORIGIN.value: self._queue.name,
+        }
+        message = aio_pika.Message(
+            msg.body,
+            headers=headers,
+            content_type=CONTENT_TYPE,
+            message_id=event_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        exchange = await self._channel.get_exchange(self._names.dead_exchange, ensure=False)
+        await exchange.publish(message, self._names.dead_routing_key(self._spec.kind, type_), mandatory=False)
