@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from shared.events.base import Event
+from shared.events.base import Event, EventPart
 from shared.events.fields import (
     ATTACHMENTS_MAX,
     LINKS_MAX,
@@ -37,10 +37,9 @@ ConversationKind = Literal["direct", "group", "support"]
 LinkKind = Literal["deal", "tender", "company", "contact", "call", "task"]
 
 
-class Attachment(BaseModel):
+class Attachment(EventPart):
     """A file uploaded before the message was sent; the message refers to it by id."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     personal_fields: ClassVar[frozenset[str]] = frozenset({"name"})
 
     file_id: Id
@@ -50,10 +49,9 @@ class Attachment(BaseModel):
     sha256: Sha256
 
 
-class ObjectLink(BaseModel):
+class ObjectLink(EventPart):
     """A link to a business object of the host system (a deal, a tender notice, a contact …)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     personal_fields: ClassVar[frozenset[str]] = frozenset({"title"})
 
     kind: LinkKind
