@@ -71,7 +71,8 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a "Z": one fixed width, so times sort as strings."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: Ledgerline times are UTC-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is twice as fast as strftime; in UTC it always ends in "+00:00".
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def to_cloudevent(e: RecordedEvent, source: str, partitions: int = DEFAULT_PARTITIONS) -> dict[str, Any]:

@@ -6,6 +6,8 @@ EXAMPLES holds one valid payload per event type; a new event without an example 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -307,3 +309,16 @@ def test_inconsistent_event_is_rejected(type_: str, changes: dict[str, Any], mes
 def test_de_escalation_moves_a_ticket_down() -> None:
     event = event_of("TicketEscalated", from_line=3, to_line=1, reason="de_escalation")
     assert event.payload()["to_line"] == 1
+
+
+def test_recorded_event_decodes_without_importing_the_catalogue_first() -> None:
+    # A fresh interpreter: in this one the catalogue is already imported by the test module.
+    code = (
+        "import sys, shared.events, shared.events.envelope as e\n"
+        "assert 'shared.events.catalogue' not in sys.modules\n"
+        "from shared.events.registry import registry\n"
+        "print(registry.decode('Read', 1, {'conversation_id': 'c', 'user_id': 'u', 'up_to_seq': 1}).type)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Read"
