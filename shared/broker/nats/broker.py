@@ -169,8 +169,8 @@ class NatsBroker:
             return False
         return True
 
-    async def delete_topology(self) -> None:
-        """Remove both streams (and so every consumer): for tests and uninstall."""
+    async def delete_topology(self, kinds: Sequence[str] = ()) -> None:
+        """Remove both streams, and so every consumer (`kinds` is for the same shape as RabbitMQ's)."""
         for stream in (self.names.stream, self.names.dead_stream):
             try:
                 await self._js.delete_stream(stream)
