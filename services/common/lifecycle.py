@@ -1,0 +1,132 @@
+"""How a service process lives: start, run until SIGTERM or SIGINT, stop gracefully within a deadline.
+
+A service is an async function `serve(settings, stop)` that starts its parts, waits for `stop`, and
+then stops its parts in order. run_service() wraps it: settings, logging, migrations, signals, the
+deadline (`LEDGERLINE_SHUTDOWN_TIMEOUT`), and the exit code (0 after a requested stop, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import uvicorn
+
+from services.common.database import prepare_database
+from shared.config import Settings, load_settings
+from shared.logging import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run_service(name: str, serve: Serve) -> int:
+    """The body of every `ledgerline <service>` command. ConfigError propagates to the CLI."""
+    settings = load_settings()
+    configure_logging(name, settings.log_level, settings.log_format)
+    prepare_database(settings)
+    return _run(_serve_until_stopped(name, settings, serve))
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:  # uvloop is an optional speed-up (see BASELINES): the services run without it
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _serve_until_stopped(name: str, settings: Settings, serve: Serve) -> int:
+    stop = asyncio.Event()
+    received: list[signal.Signals] = []
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, _on_signal, sig, stop, received)
+    log.info("service_started", pid=os.getpid())
+    task = asyncio.create_task(serve(settings, stop), name=f"serve-{name}")
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    if not stop.is_set():
+        stop.set()  # the service ended by itself: that is a failure, whatever it raised
+        await _report_unexpected_end(task)
+        return 1
+    started = time.monotonic()
+    log.info("service_stopping", signal=received[0].name if received else None)
+    try:
+        await asyncio.wait_for(task, settings.shutdown_timeout)
+    except TimeoutError:
+        log.error("service_stop_deadline_passed", seconds=settings.shutdown_timeout)
+        return 1
+    log.info("service_stopped", seconds=round(time.monotonic() - started, 3))
+    return 0
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event, received: list[signal.Signals]) -> None:
+    received.append(sig)
+    if len(received) > 1:
+        log.warning("service_signal_repeated", signal=sig.name, note="already stopping")
+    stop.set()
+
+
+async def _report_unexpected_end(task: asyncio.Task[None]) -> None:
+    try:
+        await task
+    except Exception:
+        log.exception("service_failed")
+    else:
+        log.error("service_ended_unexpectedly")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's stop event decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so that a busy port is an OSError naming host and port
+    here, instead of uvicorn's sys.exit(1) inside the event loop."""
+    try:
+        return socket.create_server((host, port), reuse_port=False)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+
+
+async def serve_http(
+    app: Any,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    grace: float,
+    on_stopping: Callable[[], None] | None = None,
+) -> None:
+    """Serve an ASGI app on `sock` until `stop` is set; open requests get `grace` seconds to finish.
+    `on_stopping` runs first (e.g. to turn /readyz to 503)."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # records go through the service's structlog set-up
+        access_log=False,  # health probes every few seconds would drown the useful lines
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(grace)),
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    if on_stopping is not None:
+        on_stopping()
+    server.should_exit = True
+    await serving

@@ -1,0 +1,80 @@
+"""The shape shared by the three workers (delivery, projections, tickets).
+
+A worker process = a health server (/healthz, /readyz, /metrics on worker_host:worker_port) + the
+worker runtime (shared.broker.runtime.Worker) consuming every event type for its kind and calling
+the service's handler (services/<kind>/handlers.py).
+Stopping: /readyz turns 503, the runtime finishes and acks the batch in hand and releases its
+partition leases, then the health server, the broker connection and the database close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from services.common.broker import connect_configured_broker
+from services.common.database import DatabaseProbe, open_engine
+from services.common.health import Readiness
+from services.common.health_server import create_health_app, service_metrics
+from services.common.lifecycle import listen, run_service, serve_http
+from shared.broker.consume import Handler
+from shared.broker.runtime import Worker
+from shared.config import Settings
+from shared.logging import get_logger
+from shared.metrics import MetricsRegistry
+
+log = get_logger(__name__)
+
+HandlerFactory = Callable[[MetricsRegistry], Handler]
+
+
+def worker_main(kind: str, build_handler: HandlerFactory) -> int:
+    """The body of `ledgerline delivery|projections|tickets`."""
+
+    async def serve(settings: Settings, stop: asyncio.Event) -> None:
+        await serve_worker(kind, build_handler, settings, stop)
+
+    return run_service(kind, serve)
+
+
+async def serve_worker(
+    kind: str, build_handler: HandlerFactory, settings: Settings, stop: asyncio.Event
+) -> None:
+    metrics = service_metrics()
+    readiness = Readiness()
+    engine = open_engine(settings.resolved_database_url)
+    readiness.add("database", DatabaseProbe(engine))
+    sock = listen(settings.worker_host, settings.worker_port)
+    http_stop = asyncio.Event()
+    http = asyncio.create_task(serve_http(create_health_app(readiness, metrics), sock, http_stop, grace=1))
+    broker = worker = None
+    try:
+        broker = await connect_configured_broker(settings, kind)
+        if broker is not None:
+            readiness.add("broker", broker.healthy)
+            # Every event type: the handler chooses what it needs (None = no filter on the consumer).
+            worker = Worker(kind, None, build_handler(metrics), broker, engine, metrics=metrics)
+            await worker.start()
+        log.info("worker_ready", kind=kind, health=f"http://{settings.worker_host}:{settings.worker_port}")
+        await _until_stop(stop, http)
+    finally:
+        readiness.mark_stopping()
+        if worker is not None:
+            await worker.stop()
+        http_stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await http
+        if broker is not None:
+            await broker.close()
+        await engine.dispose()
+
+
+async def _until_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
+    """Return when stop is requested; raise if the health server ended by itself first."""
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({stop_task, http}, return_when=asyncio.FIRST_COMPLETED)
+    stop_task.cancel()
+    if http.done():
+        http.result()
+        raise RuntimeError("the health server stopped by itself")

@@ -1,0 +1,19 @@
+"""Event handlers of the delivery worker: fan-out of new messages to live connections,
+offline notifications, receipts.
+
+The seam: the worker runtime calls the handler that build_handler() returns for every event of the
+delivery consumer. Until the delivery handlers are written, each event is logged and counted
+(`ledgerline_worker_events_seen_total{kind="delivery"}` on /metrics) and acknowledged.
+"""
+
+from __future__ import annotations
+
+from services.common.counting_handler import counting_handler
+from shared.broker.consume import Handler
+from shared.metrics import MetricsRegistry
+
+KIND = "delivery"
+
+
+def build_handler(metrics: MetricsRegistry) -> Handler:
+    return counting_handler(KIND, metrics)
