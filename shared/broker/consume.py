@@ -103,9 +103,11 @@ class PartitionRunner:
 
     async def _process(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, RecordedEvent]] = []
+        in_batch: set[object] = set()
         for d in deliveries:
-            event = await self._screen(d)
+            event = await self._screen(d, in_batch)
             if event is not None:
+                in_batch.add(event.event_id)
                 ready.append((d, event))
         if not ready:
             return
@@ -122,7 +124,7 @@ class PartitionRunner:
                     await later.release()
                 return
 
-    async def _screen(self, d: Delivery) -> RecordedEvent | None:
+    async def _screen(self, d: Delivery, in_batch: set[object]) -> RecordedEvent | None:
         """The event to handle, or None when it was settled here (undecodable, duplicate, dead)."""
         kind = self.spec.kind
         if d.event is None:
@@ -132,7 +134,7 @@ class PartitionRunner:
         if self.spec.types is not None and event.type not in self.spec.types:
             await d.ack()  # routed here by a wider filter (an older binding): not this worker's business
             return None
-        if event.event_id in self._recent:
+        if event.event_id in self._recent or event.event_id in in_batch:
             self._metrics.duplicates.labels(kind).inc()
             await d.ack()
             return None
