@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from services.common.broker import connect_configured_broker
 from services.common.database import DatabaseProbe, open_engine
-from services.common.health import Readiness
+from services.common.health import Check, Readiness
 from services.common.health_server import create_health_app, service_metrics
 from services.common.lifecycle import listen, run_service, serve_http
 from shared.broker.consume import Handler
@@ -43,8 +43,13 @@ async def serve_worker(
 ) -> None:
     metrics = service_metrics()
     readiness = Readiness()
-    engine = open_engine(settings.resolved_database_url)
+    # Every transaction of the runtime here (partition leases) writes: on SQLite it takes the write
+    # lock at BEGIN, so that it waits out another process's write (busy timeout) instead of failing
+    # at once with "database is locked" when a read transaction would have to become a write one.
+    engine = open_engine(settings.resolved_database_url).execution_options(sqlite_begin="IMMEDIATE")
+    started = asyncio.Event()
     readiness.add("database", DatabaseProbe(engine))
+    readiness.add("worker", _is_set(started))
     sock = listen(settings.worker_host, settings.worker_port)
     http_stop = asyncio.Event()
     http = asyncio.create_task(serve_http(create_health_app(readiness, metrics), sock, http_stop, grace=1))
@@ -56,6 +61,7 @@ async def serve_worker(
             # Every event type: the handler chooses what it needs (None = no filter on the consumer).
             worker = Worker(kind, None, build_handler(metrics), broker, engine, metrics=metrics)
             await worker.start()
+        started.set()
         log.info("worker_ready", kind=kind, health=f"http://{settings.worker_host}:{settings.worker_port}")
         await _until_stop(stop, http)
     finally:
@@ -68,6 +74,13 @@ async def serve_worker(
         if broker is not None:
             await broker.close()
         await engine.dispose()
+
+
+def _is_set(event: asyncio.Event) -> Check:
+    async def check() -> bool:
+        return event.is_set()
+
+    return check
 
 
 async def _until_stop(stop: asyncio.Event, http: asyncio.Task[None]) -> None:

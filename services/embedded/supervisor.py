@@ -119,6 +119,7 @@ class Supervisor:
 
     async def _spawn(self, spec: ChildSpec) -> asyncio.subprocess.Process:
         # A header in the child's log separates its runs: "why did it restart" starts there.
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("a") as out:
             out.write(f"\n=== ledgerline up: starting {spec.name} at {datetime.now(UTC).isoformat()} ===\n")
         proc = await spawn(spec.argv, spec.env, spec.log_path)
