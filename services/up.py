@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import time
 import httpx
 
 from services.common.database import load_migrate
+from services.common.lifecycle import quiet_library_loggers
 from services.embedded.nats_server import EmbeddedNats, NatsServerError
 from services.embedded.ports import port_is_free
 from services.embedded.stack import (
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     explicit_format = f"{ENV_PREFIX}LOG_FORMAT" in os.environ
     fmt = settings.log_format if explicit_format or not sys.stderr.isatty() else "console"
     configure_logging("up", settings.log_level, fmt)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll is noise
+    quiet_library_loggers()
     if args.demo:
         _say("--demo is not available yet (the chat API has not landed): starting without demo data.")
     try:

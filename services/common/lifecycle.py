@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -33,8 +34,16 @@ def run_service(name: str, serve: Serve) -> int:
     """The body of every `ledgerline <service>` command. ConfigError propagates to the CLI."""
     settings = load_settings()
     configure_logging(name, settings.log_level, settings.log_format)
+    quiet_library_loggers()
     prepare_database(settings)
     return _run(_serve_until_stopped(name, settings, serve))
+
+
+def quiet_library_loggers() -> None:
+    """Lines that say nothing to an operator: alembic lists its plugins at every start, httpx logs
+    every request (health polls)."""
+    for name in ("alembic.runtime.plugins", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _run(main: Coroutine[Any, Any, int]) -> int:

@@ -23,6 +23,8 @@ import pytest
 
 from services.embedded.ports import free_port
 
+pytestmark = pytest.mark.slow
+
 START_TIMEOUT = 90.0  # four Python services on a busy 2-core machine
 STOP_LIMIT = 10.0  # the contract
 
