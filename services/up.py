@@ -60,7 +60,8 @@ def main(args: argparse.Namespace) -> int:
 async def _up(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal should stop the stack in order, not leave it to PDEATHSIG.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     lock = lock_data_dir(settings.data_dir.resolve())
     try:
