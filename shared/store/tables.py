@@ -71,7 +71,7 @@ events = Table(
     Column("position", BigInteger, primary_key=True, autoincrement=False),
     Column("stream_id", String(200), nullable=False),
     Column("stream_version", Integer, nullable=False),
-    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("event_id", Uuid, nullable=False),
     Column("type", String(100), nullable=False),
     Column("schema_version", SmallInteger, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
@@ -83,6 +83,7 @@ events = Table(
     Column("metadata", Json, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    UniqueConstraint("event_id", name="uq_events_event_id"),
     UniqueConstraint("stream_id", "stream_version", name="uq_events_stream_version"),
     Index("ix_events_type_position", "type", "position"),
 )

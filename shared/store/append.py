@@ -1,0 +1,314 @@
+"""Appending with group commit.
+
+Why positions never skip: every append transaction first takes one lock (a transaction-scoped
+advisory lock on PostgreSQL; `BEGIN IMMEDIATE` on SQLite), then reads the head, assigns the next
+positions and commits. The lock is released only after the commit is visible, so transactions commit
+in position order and a reader following positions never sees position n+1 before position n. The
+positions are assigned by us, not by a sequence, so a rolled-back append leaves no gap either.
+
+Why group commit: serialized appends cost one transaction each (~8,000/s here). So one writer task
+per process drains whatever appends are queued (up to `max_events` / `max_bytes`), writes them in one
+transaction with one executemany, and answers each caller. It never waits for more to arrive: a timer
+window that always waits cost ~40% in the prototype. Across processes (gateway and tickets both
+append) the lock above still serializes the batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.events.envelope import NewEvent
+from shared.logging import get_logger
+from shared.store.engine import RawJson
+from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes
+from shared.store.port import (
+    ANY,
+    AppendResult,
+    EventIdConflict,
+    ExpectedVersion,
+    StoreError,
+    StoreUnavailable,
+    WrongExpectedVersion,
+)
+from shared.store.tables import events
+
+log = get_logger(__name__)
+
+# pg_advisory_xact_lock key: "LDGRLINE" as an int64, so it cannot collide with an unrelated app's lock.
+APPEND_LOCK_KEY = 0x4C44_4752_4C49_4E45
+NOTIFY_CHANNEL = "ledgerline_events"
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """One event, serialized once before it reaches the writer."""
+
+    new: NewEvent
+    payload: bytes
+    metadata: bytes
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    stream_id: str
+    events: list[_Prepared]
+    expected_version: ExpectedVersion
+    future: asyncio.Future[AppendResult]
+    size: int = field(default=0)
+
+
+def prepare(
+    stream_id: str, new_events: Sequence[NewEvent], expected_version: ExpectedVersion
+) -> AppendRequest:
+    """Serialize on the caller's task, so the single writer only assigns positions, hashes and writes."""
+    if not new_events:
+        raise ValueError("append needs at least one event")
+    if len({e.event_id for e in new_events}) != len(new_events):
+        raise EventIdConflict(stream_id, [e.event_id for e in new_events])
+    prepared = [
+        _Prepared(e, canonical_json(e.event.payload()), canonical_json(e.metadata)) for e in new_events
+    ]
+    size = sum(len(p.payload) + len(p.metadata) for p in prepared)
+    future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+    return AppendRequest(stream_id, prepared, expected_version, future, size)
+
+
+@dataclass(slots=True)
+class _BatchState:
+    """What the writer knows inside one transaction: the head and the stream versions so far."""
+
+    position: int
+    hash: str
+    versions: dict[str, int]
+    stored: dict[uuid.UUID, tuple[str, int, int]]  # event id -> (stream, version, position)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[tuple[AppendRequest, AppendResult | BaseException]] = field(default_factory=list)
+    started: float = 0.0
+
+
+class GroupCommitWriter:
+    """The one task per process that writes appends, in batches."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_events: int = 256,
+        max_bytes: int = 256 * 1024,
+        on_commit: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._queue: asyncio.Queue[AppendRequest] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._on_commit = on_commit  # (head position, events in batch, seconds) for metrics and waiters
+
+    async def submit(self, request: AppendRequest) -> AppendResult:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="event-store-writer")
+        self._queue.put_nowait(request)
+        return await request.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            count, size = len(batch[0].events), batch[0].size
+            # Take what is already queued, within the caps; never wait for more.
+            while not self._queue.empty() and count < self._max_events and size < self._max_bytes:
+                request = self._queue.get_nowait()
+                batch.append(request)
+                count += len(request.events)
+                size += request.size
+            await self._write(batch)
+
+    async def _write(self, batch: list[AppendRequest]) -> None:
+        started = time.perf_counter()
+        try:
+            state = await self._write_txn(batch)
+            state.started = started
+        except (DBAPIError, SQLAlchemyError, OSError) as e:
+            log.warning("append_batch_failed", error=str(e), requests=len(batch))
+            self._fail(batch, StoreUnavailable(f"the event store could not append: {e}"))
+            return
+        except Exception as e:
+            # A bug must fail the callers, not kill the writer and leave them waiting forever.
+            log.exception("append_batch_crashed", requests=len(batch))
+            self._fail(batch, StoreError(f"append failed: {e!r}"))
+            return
+        self._answer(state)
+
+    @staticmethod
+    def _fail(batch: list[AppendRequest], failure: StoreError) -> None:
+        for request in batch:
+            if not request.future.done():
+                request.future.set_exception(failure)
+
+    def _answer(self, state: _BatchState) -> None:
+        for request, answer in state.answers:
+            if request.future.done():
+                continue  # the caller gave up (cancelled); its events may well be stored
+            if isinstance(answer, BaseException):
+                request.future.set_exception(answer)
+            else:
+                request.future.set_result(answer)
+        if self._on_commit is not None and state.rows:
+            self._on_commit(state.position, len(state.rows), time.perf_counter() - state.started)
+
+    async def _write_txn(self, batch: list[AppendRequest]) -> _BatchState:
+        async with self._engine.connect() as conn:
+            if self._sqlite:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                if not self._sqlite:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
+                state = await self._load_state(conn, batch)
+                recorded_at = datetime.now(UTC)
+                for request in batch:
+                    state.answers.append((request, self._assign(state, request, recorded_at)))
+                if state.rows:
+                    await conn.execute(insert(events), state.rows)
+                    if not self._sqlite:
+                        await conn.execute(
+                            text("SELECT pg_notify(:channel, :head)"),
+                            {"channel": NOTIFY_CHANNEL, "head": str(state.position)},
+                        )
+        return state
+
+    async def _load_state(self, conn: AsyncConnection, batch: list[AppendRequest]) -> _BatchState:
+        """Head, current versions of the batch's streams, and which of its event ids are stored: 3 reads."""
+        head = (
+            await conn.execute(
+                select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
+            )
+        ).first()
+        stream_ids = {r.stream_id for r in batch}
+        version_rows = await conn.execute(
+            select(events.c.stream_id, func.max(events.c.stream_version))
+            .where(events.c.stream_id.in_(stream_ids))
+            .group_by(events.c.stream_id)
+        )
+        versions: dict[str, int] = {stream_id: version for stream_id, version in version_rows}
+        event_ids = [p.new.event_id for r in batch for p in r.events]
+        stored = {
+            row.event_id: (row.stream_id, row.stream_version, row.position)
+            for row in await conn.execute(
+                select(
+                    events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.position
+                ).where(events.c.event_id.in_(event_ids))
+            )
+        }
+        return _BatchState(
+            position=head.position if head else 0,
+            hash=head.hash if head else GENESIS_HASH,
+            versions=versions,
+            stored=stored,
+        )
+
+    def _assign(
+        self, state: _BatchState, request: AppendRequest, recorded_at: datetime
+    ) -> AppendResult | StoreError:
+        """Check one request against the state so far; on success add its rows and advance the state."""
+        ids = [p.new.event_id for p in request.events]
+        already = [state.stored.get(i) for i in ids]
+        if all(a is not None for a in already):
+            return _repeat_result(request.stream_id, ids, already)  # type: ignore[arg-type]
+        if any(a is not None for a in already):
+            return EventIdConflict(request.stream_id, [i for i, a in zip(ids, already, strict=True) if a])
+        current = state.versions.get(request.stream_id, 0)
+        expected = request.expected_version
+        if expected is not ANY and expected != current:
+            return WrongExpectedVersion(request.stream_id, expected, current)
+        first_position = state.position + 1
+        for offset, prepared in enumerate(request.events, start=1):
+            state.position += 1
+            version = current + offset
+            state.hash = self._add_row(state, request.stream_id, version, prepared, recorded_at)
+            state.stored[prepared.new.event_id] = (request.stream_id, version, state.position)
+        state.versions[request.stream_id] = current + len(request.events)
+        return AppendResult(
+            stream_id=request.stream_id,
+            first_version=current + 1,
+            last_version=current + len(request.events),
+            first_position=first_position,
+            last_position=state.position,
+            event_ids=tuple(ids),
+        )
+
+    @staticmethod
+    def _add_row(
+        state: _BatchState, stream_id: str, version: int, prepared: _Prepared, recorded_at: datetime
+    ) -> str:
+        new = prepared.new
+        envelope = envelope_bytes(
+            position=state.position,
+            stream_id=stream_id,
+            stream_version=version,
+            event_id=new.event_id,
+            type_=new.type,
+            schema_version=new.schema_version,
+            occurred_at=new.occurred_at,
+            recorded_at=recorded_at,
+            actor=new.actor,
+            correlation_id=new.correlation_id,
+            causation_id=new.causation_id,
+        )
+        digest = chain_hash(state.hash, envelope, prepared.metadata, prepared.payload)
+        state.rows.append(
+            {
+                "position": state.position,
+                "stream_id": stream_id,
+                "stream_version": version,
+                "event_id": new.event_id,
+                "type": new.type,
+                "schema_version": new.schema_version,
+                "occurred_at": new.occurred_at,
+                "recorded_at": recorded_at,
+                "actor": new.actor,
+                "correlation_id": new.correlation_id,
+                "causation_id": new.causation_id,
+                "payload": RawJson(prepared.payload),
+                "metadata": RawJson(prepared.metadata),
+                "prev_hash": state.hash,
+                "hash": digest,
+            }
+        )
+        return digest
+
+
+def _repeat_result(
+    stream_id: str, ids: list[uuid.UUID], stored: list[tuple[str, int, int]]
+) -> AppendResult | StoreError:
+    """An append repeated with the same event ids answers as the first time did."""
+    if any(s[0] != stream_id for s in stored):
+        return EventIdConflict(stream_id, ids)
+    return AppendResult(
+        stream_id=stream_id,
+        first_version=stored[0][1],
+        last_version=stored[-1][1],
+        first_position=stored[0][2],
+        last_position=stored[-1][2],
+        event_ids=tuple(ids),
+    )
+
+
+__all__ = ["NOTIFY_CHANNEL", "AppendRequest", "GroupCommitWriter", "prepare"]

@@ -1,0 +1,81 @@
+"""Async SQLAlchemy engines for PostgreSQL (psycopg 3) and SQLite (aiosqlite), set up the same way.
+
+- JSON goes through orjson both ways. A payload the store already serialized (for its hash) is passed
+  as `RawJson`, so it is written as those very bytes and not serialized a second time.
+- SQLite runs in WAL mode with synchronous=FULL (a 2xx means the event is on disk), a busy timeout for
+  the second process (gateway and tickets both append), and explicit BEGIN handling: pysqlite's own
+  implicit transactions would let a read-then-write append race another process. The store's writer
+  asks for `BEGIN IMMEDIATE` with the execution option `sqlite_begin="IMMEDIATE"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for one batch: milliseconds
+
+
+class RawJson:
+    """JSON that is already serialized; the engine's serializer passes it through untouched."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _dumps_bytes(value: Any) -> bytes:
+    if isinstance(value, RawJson):
+        return value.data
+    return orjson.dumps(value)
+
+
+def _dumps_str(value: Any) -> str:
+    return _dumps_bytes(value).decode()
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncEngine:
+    """An AsyncEngine for `url` (postgresql+psycopg://… or sqlite+aiosqlite://…)."""
+    if is_sqlite(url):
+        engine = create_async_engine(
+            url, json_serializer=_dumps_str, json_deserializer=orjson.loads, echo=echo, pool_size=pool_size
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        json_serializer=_dumps_bytes,
+        json_deserializer=orjson.loads,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from pysqlite; `_on_begin` issues BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,130 @@
+"""SqlEventStore: the event store on PostgreSQL or SQLite (one code path; the differences are the
+append lock and the wake-up mechanism, both explained where they live)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import Select, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.events.envelope import NewEvent, RecordedEvent
+from shared.metrics import MetricsRegistry
+from shared.store import reads
+from shared.store.append import GroupCommitWriter, prepare
+from shared.store.engine import create_engine
+from shared.store.hashing import GENESIS_HASH
+from shared.store.notify import HeadSignal, PgListener
+from shared.store.port import ANY, AppendResult, ExpectedVersion, Head, StoreUnavailable
+from shared.store.tables import events
+
+SQLITE_POLL_SECONDS = 0.05  # cheap: one indexed max(position) read
+PG_FALLBACK_POLL_SECONDS = 1.0  # only matters if a notification was lost
+
+
+class SqlEventStore:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch_events: int = 256,
+        max_batch_bytes: int = 256 * 1024,
+        metrics: MetricsRegistry | None = None,
+        own_engine: bool = False,
+    ) -> None:
+        self.engine = engine
+        self._own_engine = own_engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._signal = HeadSignal()
+        self._listener: PgListener | None = None
+        self._appended: Counter | None = None
+        self._batch_size: Histogram | None = None
+        self._append_seconds: Histogram | None = None
+        if metrics is not None:
+            self._appended = metrics.counter("events_appended", "Events appended to the store")
+            self._batch_size = metrics.histogram(
+                "append_batch_events", "Events per group-commit batch", buckets=(1, 4, 16, 64, 128, 256, 1024)
+            )
+            self._append_seconds = metrics.histogram("append_batch_seconds", "Duration of one append batch")
+        self._writer = GroupCommitWriter(
+            engine, max_events=max_batch_events, max_bytes=max_batch_bytes, on_commit=self._committed
+        )
+
+    @classmethod
+    async def open(cls, database_url: str, **kwargs: object) -> SqlEventStore:
+        """An engine for `database_url` owned (and closed) by the store. Migrations are not run here."""
+        return cls(create_engine(database_url), own_engine=True, **kwargs)  # type: ignore[arg-type]
+
+    def _committed(self, head: int, count: int, seconds: float) -> None:
+        self._signal.advance(head)
+        if self._appended is not None and self._batch_size is not None and self._append_seconds is not None:
+            self._appended.inc(count)
+            self._batch_size.observe(count)
+            self._append_seconds.observe(seconds)
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        return await self._writer.submit(prepare(stream_id, events, expected_version))
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        return await self._read(reads.stream_from(stream_id, from_version, limit))
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return await self._read(reads.all_after(after_position, limit))
+
+    async def _read(self, query: Select[Any]) -> list[RecordedEvent]:
+        try:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+        except (DBAPIError, SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"the event store could not be read: {e}") from e
+        return reads.to_recorded(rows)
+
+    async def head(self) -> Head:
+        try:
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
+                    )
+                ).first()
+        except (DBAPIError, SQLAlchemyError, OSError) as e:
+            raise StoreUnavailable(f"the event store could not be read: {e}") from e
+        if row is None:
+            return Head(0, GENESIS_HASH)
+        self._signal.advance(row.position)
+        return Head(row.position, row.hash)
+
+    async def wait_for_events(self, after_position: int, timeout: float) -> int:
+        if not self._sqlite and self._listener is None:
+            self._listener = PgListener(self._libpq_url(), self._signal)
+            self._listener.start()
+        loop_deadline = asyncio.get_running_loop().time() + timeout
+        poll = SQLITE_POLL_SECONDS if self._sqlite else PG_FALLBACK_POLL_SECONDS
+        while True:
+            if self._signal.known_head > after_position:
+                return self._signal.known_head
+            remaining = loop_deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return self._signal.known_head
+            if await self._signal.wait_beyond(after_position, min(poll, remaining)):
+                return self._signal.known_head
+            await self.head()  # the poll: advances the signal when another process appended
+
+    def _libpq_url(self) -> str:
+        url = self.engine.url.set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        if self._listener is not None:
+            await self._listener.close()
+        if self._own_engine:
+            await self.engine.dispose()
