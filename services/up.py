@@ -17,7 +17,6 @@ import time
 
 import httpx
 
-from services.common.database import load_migrate
 from services.common.lifecycle import quiet_library_loggers
 from services.embedded.nats_server import EmbeddedNats, NatsServerError
 from services.embedded.ports import port_is_free
@@ -35,6 +34,7 @@ from services.embedded.stack import (
 from services.embedded.supervisor import Supervisor
 from shared.config import ENV_PREFIX, Settings, load_settings
 from shared.logging import configure_logging, get_logger
+from shared.store.migrate import migrate
 
 log = get_logger(__name__)
 
@@ -79,10 +79,6 @@ async def _up(settings: Settings) -> int:
 
 async def _migrate(database_url: str) -> None:
     """Once, before the services start: they would otherwise all migrate at the same moment."""
-    migrate = load_migrate()
-    if migrate is None:
-        log.warning("migrations_not_installed")
-        return
     await asyncio.to_thread(migrate, database_url)
 
 
@@ -110,9 +106,7 @@ async def _run_stack(plan: StackPlan, broker_url: str | None, stop: asyncio.Even
         await _stop_stack(supervisor, nats, watch)
 
 
-async def _stop_stack(
-    supervisor: Supervisor, nats: EmbeddedNats | None, watch: asyncio.Task[None] | None
-) -> None:
+async def _stop_stack(supervisor: Supervisor, nats: EmbeddedNats | None, watch: asyncio.Task[None] | None) -> None:
     started = time.monotonic()
     log.info("stack_stopping")
     if watch is not None:
@@ -176,9 +170,7 @@ async def _probe(http: httpx.AsyncClient, url: str) -> str:
 
 
 def _print_summary(plan: StackPlan, broker_url: str, nats: EmbeddedNats | None) -> None:
-    broker = redact(broker_url) + (
-        f" (embedded NATS JetStream, monitoring {nats.monitor_url})" if nats else ""
-    )
+    broker = redact(broker_url) + (f" (embedded NATS JetStream, monitoring {nats.monitor_url})" if nats else "")
     rows = [
         ("gateway", plan.gateway_url),
         ("data dir", str(plan.data_dir)),

@@ -85,15 +85,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
     problems = [f"{name}: unknown setting" for name in unknown]
-    values = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items() if k in known}
+    values: dict[str, object] = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items() if k in known}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         # Values are passed explicitly so that a test can validate any mapping, not only os.environ.
-        settings = Settings.model_validate(values) if not problems else None
+        settings: Settings | None = Settings.model_validate(values)
     except ValidationError as e:
-        problems += [
-            f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()
-        ]
+        problems += [f"{ENV_PREFIX}{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()]
         settings = None
     if problems or settings is None:
         raise ConfigError(problems)

@@ -43,9 +43,7 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
     )
     # Libraries (uvicorn, aio-pika, alembic) log through stdlib logging: render them the same way.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared_processors, processor=renderer)
-    )
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared_processors, processor=renderer))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -16,6 +16,4 @@ async def connect_configured_broker(settings: Settings, service: str) -> Consumi
     if settings.broker_url is None:
         log.warning("broker_not_configured", setting="LEDGERLINE_BROKER_URL")
         return None
-    return await connect_broker(
-        settings.broker_url, partitions=settings.partitions, source=f"ledgerline/{service}"
-    )
+    return await connect_broker(settings.broker_url, partitions=settings.partitions, source=f"ledgerline/{service}")

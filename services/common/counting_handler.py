@@ -14,15 +14,11 @@ log = get_logger(__name__)
 
 
 def counting_handler(kind: str, metrics: MetricsRegistry) -> Handler:
-    seen = metrics.counter(
-        "worker_events_seen", "Events a worker received, by kind and type", ["kind", "type"]
-    )
+    seen = metrics.counter("worker_events_seen", "Events a worker received, by kind and type", ["kind", "type"])
 
     async def handle(batch: list[RecordedEvent]) -> None:
         for event in batch:
             seen.labels(kind, event.type).inc()
-            log.debug(
-                "event_seen", kind=kind, type=event.type, position=event.position, stream=event.stream_id
-            )
+            log.debug("event_seen", kind=kind, type=event.type, position=event.position, stream=event.stream_id)
 
     return handle

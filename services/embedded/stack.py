@@ -64,9 +64,7 @@ def plan_stack(settings: Settings) -> StackPlan:
         data_dir=data_dir,
         log_dir=data_dir / "logs",
         database_url=settings.resolved_database_url,
-        jwt_secret=None
-        if settings.jwt_public_key_file
-        else settings.jwt_secret or ensure_jwt_secret(data_dir),
+        jwt_secret=None if settings.jwt_public_key_file else settings.jwt_secret or ensure_jwt_secret(data_dir),
         gateway_host=settings.gateway_host,
         gateway_port=settings.gateway_port,
         worker_ports={name: free_port() for name in WORKERS},
@@ -126,9 +124,7 @@ def child_specs(plan: StackPlan, broker_url: str, environ: Mapping[str, str]) ->
         ChildSpec(
             name=name,
             argv=[sys.executable, "-m", "services.cli", name],
-            env=common
-            if name == "gateway"
-            else {**common, f"{ENV_PREFIX}WORKER_PORT": str(plan.worker_ports[name])},
+            env=common if name == "gateway" else {**common, f"{ENV_PREFIX}WORKER_PORT": str(plan.worker_ports[name])},
             log_path=plan.log_dir / f"{name}.log",
         )
         for name in SERVICES

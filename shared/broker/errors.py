@@ -41,9 +41,7 @@ class PublishFailed(BrokerError):
         self.reason = reason
         self.confirmed = confirmed
         self.total = total
-        super().__init__(
-            f"event {event_id} to {destination!r} not confirmed ({reason}); {confirmed}/{total} confirmed"
-        )
+        super().__init__(f"event {event_id} to {destination!r} not confirmed ({reason}); {confirmed}/{total} confirmed")
 
 
 def one_line(text: str, limit: int = 2000) -> str:

@@ -54,9 +54,7 @@ class PartitionLeases:
         async with self._engine.begin() as conn:
             existing = set(
                 (
-                    await conn.execute(
-                        select(partition_leases.c.partition).where(partition_leases.c.kind == self.kind)
-                    )
+                    await conn.execute(select(partition_leases.c.partition).where(partition_leases.c.kind == self.kind))
                 ).scalars()
             )
         missing = [p for p in range(self._partitions) if p not in existing]
@@ -83,9 +81,7 @@ class PartitionLeases:
             renewed = frozenset(
                 (
                     await conn.execute(
-                        select(partition_leases.c.partition).where(
-                            self._mine(), partition_leases.c.expires_at > now
-                        )
+                        select(partition_leases.c.partition).where(self._mine(), partition_leases.c.expires_at > now)
                     )
                 ).scalars()
             )
@@ -111,9 +107,7 @@ class PartitionLeases:
                 result = await conn.execute(
                     update(partition_leases)
                     .where(partition_leases.c.kind == self.kind, partition_leases.c.partition == p, free)
-                    .values(
-                        owner=self.instance_id, expires_at=now + self._ttl, epoch=partition_leases.c.epoch + 1
-                    )
+                    .values(owner=self.instance_id, expires_at=now + self._ttl, epoch=partition_leases.c.epoch + 1)
                 )
                 if result.rowcount == 1:
                     taken.add(p)

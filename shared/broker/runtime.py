@@ -94,9 +94,7 @@ class Worker:
         self._broker = broker
         self._options = options or WorkerOptions()
         self._metrics = WorkerMetrics.of(metrics or MetricsRegistry())
-        self._leases = PartitionLeases(
-            engine, kind, self.instance_id, broker.partitions, self._options.lease_ttl
-        )
+        self._leases = PartitionLeases(engine, kind, self.instance_id, broker.partitions, self._options.lease_ttl)
         self._owned: dict[int, _Owned] = {}
         self._valid_until = 0.0  # monotonic time until which held leases may be used
         self._stopping = asyncio.Event()

@@ -151,9 +151,7 @@ def _operations(channel_ids: Iterable[str], channels: dict[str, dict[str, Any]])
         f"receive.{channel_id}": {
             "action": "receive",
             "channel": {"$ref": f"#/channels/{channel_id}"},
-            "messages": [
-                {"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in channels[channel_id]["messages"]
-            ],
+            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in channels[channel_id]["messages"]],
         }
         for channel_id in channel_ids
     }

@@ -25,7 +25,5 @@ class AuditQueried(Event):
 
     auditor_id: Id
     action: Literal["query", "replay", "export", "verify"]
-    filters: dict[FilterName, FilterValue | StrictInt | None] = Field(
-        default_factory=dict, max_length=FILTERS_MAX
-    )
+    filters: dict[FilterName, FilterValue | StrictInt | None] = Field(default_factory=dict, max_length=FILTERS_MAX)
     record_count: Count

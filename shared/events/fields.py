@@ -84,9 +84,7 @@ Comment = Annotated[str, _text(1, COMMENT_MAX), _NUL_FREE]
 Subject = Annotated[str, _text(1, SUBJECT_MAX), _NUL_FREE]
 PersonName = Annotated[str, _text(1, NAME_MAX), _NUL_FREE]
 FileName = Annotated[str, _text(1, FILE_NAME_MAX), _NUL_FREE]
-Mime = Annotated[
-    str, Field(min_length=3, max_length=MIME_MAX, pattern=r"^[A-Za-z0-9][\w!#$&^.+-]*/[\w!#$&^.+-]+$")
-]
+Mime = Annotated[str, Field(min_length=3, max_length=MIME_MAX, pattern=r"^[A-Za-z0-9][\w!#$&^.+-]*/[\w!#$&^.+-]+$")]
 ClientMsgId = Annotated[str, _text(1, CLIENT_MSG_ID_MAX), _NUL_FREE]
 Channel = Annotated[str, _text(1, CHANNEL_MAX), _NUL_FREE]
 Tag = Annotated[str, _text(1, TAG_MAX), _NUL_FREE]

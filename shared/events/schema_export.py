@@ -56,13 +56,9 @@ def dump(document: dict[str, Any]) -> bytes:
 
 def render_all(source: EventRegistry = registry) -> dict[str, bytes]:
     """File name -> content of every file that belongs in the schema directory."""
-    models = sorted(
-        source, key=lambda m: (m.model_fields["type"].default, m.model_fields["schema_version"].default)
-    )
+    models = sorted(source, key=lambda m: (m.model_fields["type"].default, m.model_fields["schema_version"].default))
     files = {
-        schema_file(m.model_fields["type"].default, m.model_fields["schema_version"].default): dump(
-            event_schema(m)
-        )
+        schema_file(m.model_fields["type"].default, m.model_fields["schema_version"].default): dump(event_schema(m))
         for m in models
     }
     files[ASYNCAPI_FILE] = dump(asyncapi_document(models))

@@ -68,17 +68,13 @@ class AppendRequest:
     size: int = field(default=0)
 
 
-def prepare(
-    stream_id: str, new_events: Sequence[NewEvent], expected_version: ExpectedVersion
-) -> AppendRequest:
+def prepare(stream_id: str, new_events: Sequence[NewEvent], expected_version: ExpectedVersion) -> AppendRequest:
     """Serialize on the caller's task, so the single writer only assigns positions, hashes and writes."""
     if not new_events:
         raise ValueError("append needs at least one event")
     if len({e.event_id for e in new_events}) != len(new_events):
         raise EventIdConflict(stream_id, [e.event_id for e in new_events])
-    prepared = [
-        _Prepared(e, canonical_json(e.event.payload()), canonical_json(e.metadata)) for e in new_events
-    ]
+    prepared = [_Prepared(e, canonical_json(e.event.payload()), canonical_json(e.metadata)) for e in new_events]
     size = sum(len(p.payload) + len(p.metadata) for p in prepared)
     future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
     return AppendRequest(stream_id, prepared, expected_version, future, size)
@@ -197,9 +193,7 @@ class GroupCommitWriter:
     async def _load_state(self, conn: AsyncConnection, batch: list[AppendRequest]) -> _BatchState:
         """Head, current versions of the batch's streams, and which of its event ids are stored: 3 reads."""
         head = (
-            await conn.execute(
-                select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
-            )
+            await conn.execute(select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1))
         ).first()
         stream_ids = {r.stream_id for r in batch}
         version_rows = await conn.execute(
@@ -212,9 +206,9 @@ class GroupCommitWriter:
         stored = {
             row.event_id: (row.stream_id, row.stream_version, row.position)
             for row in await conn.execute(
-                select(
-                    events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.position
-                ).where(events.c.event_id.in_(event_ids))
+                select(events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.position).where(
+                    events.c.event_id.in_(event_ids)
+                )
             )
         }
         return _BatchState(
@@ -224,9 +218,7 @@ class GroupCommitWriter:
             stored=stored,
         )
 
-    def _assign(
-        self, state: _BatchState, request: AppendRequest, recorded_at: datetime
-    ) -> AppendResult | StoreError:
+    def _assign(self, state: _BatchState, request: AppendRequest, recorded_at: datetime) -> AppendResult | StoreError:
         """Check one request against the state so far; on success add its rows and advance the state."""
         ids = [p.new.event_id for p in request.events]
         already = [state.stored.get(i) for i in ids]
@@ -255,9 +247,7 @@ class GroupCommitWriter:
         )
 
     @staticmethod
-    def _add_row(
-        state: _BatchState, stream_id: str, version: int, prepared: _Prepared, recorded_at: datetime
-    ) -> str:
+    def _add_row(state: _BatchState, stream_id: str, version: int, prepared: _Prepared, recorded_at: datetime) -> str:
         new = prepared.new
         envelope = envelope_bytes(
             position=state.position,

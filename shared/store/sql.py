@@ -71,9 +71,7 @@ class SqlEventStore:
     ) -> AppendResult:
         return await self._writer.submit(prepare(stream_id, events, expected_version))
 
-    async def read_stream(
-        self, stream_id: str, from_version: int = 1, limit: int | None = None
-    ) -> list[RecordedEvent]:
+    async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         return await self._read(reads.stream_from(stream_id, from_version, limit))
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:

@@ -111,9 +111,7 @@ class NatsBroker:
             raise PublishFailed(str(e.event_id), self.names.stream, repr(err), 0, len(events)) from err
         await self._confirm(pending, len(events))
 
-    async def _confirm(
-        self, pending: list[tuple[RecordedEvent, str, asyncio.Future[api.PubAck]]], total: int
-    ) -> None:
+    async def _confirm(self, pending: list[tuple[RecordedEvent, str, asyncio.Future[api.PubAck]]], total: int) -> None:
         futures = [future for _, _, future in pending]
         _, not_done = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT)
         for future in not_done:
@@ -138,9 +136,7 @@ class NatsBroker:
 
     async def declare_consumers(self, specs: Sequence[ConsumerSpec]) -> None:
         for spec in specs:
-            await ensure_consumer(
-                self._nc, self.names.stream, consumer_config(self.names, spec, self._multi_filter)
-            )
+            await ensure_consumer(self._nc, self.names.stream, consumer_config(self.names, spec, self._multi_filter))
 
     async def open_consumer(self, spec: ConsumerSpec) -> PartitionConsumer:
         config = consumer_config(self.names, spec, self._multi_filter)

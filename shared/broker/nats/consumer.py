@@ -91,9 +91,7 @@ class NatsPartitionConsumer:
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
 
-    async def store_dead_letter(
-        self, msg: Msg, event: RecordedEvent | None, deliveries: int, error: str
-    ) -> None:
+    async def store_dead_letter(self, msg: Msg, event: RecordedEvent | None, deliveries: int, error: str) -> None:
         type_ = event.type if event is not None else self._names.type_of(msg.subject) or "Unknown"
         event_id = str(event.event_id) if event is not None else f"seq-{msg.metadata.sequence.stream}"
         headers: Mapping[str, Any] = {

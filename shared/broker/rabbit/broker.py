@@ -43,9 +43,7 @@ class _RabbitSubscription:
 
 
 class RabbitBroker:
-    def __init__(
-        self, connection: AbstractRobustConnection, names: RabbitNames, partitions: int, source: str
-    ) -> None:
+    def __init__(self, connection: AbstractRobustConnection, names: RabbitNames, partitions: int, source: str) -> None:
         self._connection = connection
         self.names = names
         self._partitions = partitions
@@ -64,9 +62,7 @@ class RabbitBroker:
         source: str = "ledgerline/gateway",
     ) -> RabbitBroker:
         try:
-            connection = await aio_pika.connect_robust(
-                url, client_properties={"connection_name": "ledgerline"}
-            )
+            connection = await aio_pika.connect_robust(url, client_properties={"connection_name": "ledgerline"})
         except (OSError, aiormq.exceptions.AMQPError) as err:
             raise BrokerUnavailable(url, str(err) or type(err).__name__) from err
         broker = cls(connection, names or RabbitNames.for_namespace(namespace), partitions, source)
@@ -102,17 +98,13 @@ class RabbitBroker:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             )
             # Not mandatory: an event no queue is bound to yet is dropped, as RabbitMQ keeps no history.
-            task = asyncio.create_task(
-                exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT)
-            )
+            task = asyncio.create_task(exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT))
             task.add_done_callback(lambda _: window.release())
             tasks.append(task)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for confirmed, (e, result) in enumerate(zip(events, results, strict=True)):
             if isinstance(result, BaseException):
-                raise PublishFailed(
-                    str(e.event_id), self.names.exchange, repr(result), confirmed, len(events)
-                )
+                raise PublishFailed(str(e.event_id), self.names.exchange, repr(result), confirmed, len(events))
 
     async def publish_ephemeral(self, subject: str, data: bytes) -> None:
         assert self._ephemeral_channel is not None
@@ -121,9 +113,7 @@ class RabbitBroker:
 
     async def subscribe_ephemeral(self, subject: str, handler: EphemeralHandler) -> Subscription:
         channel = await self._connection.channel(publisher_confirms=False)
-        exchange = await channel.declare_exchange(
-            self.names.ephemeral_exchange, ExchangeType.TOPIC, durable=False
-        )
+        exchange = await channel.declare_exchange(self.names.ephemeral_exchange, ExchangeType.TOPIC, durable=False)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=binding_pattern(subject))
 

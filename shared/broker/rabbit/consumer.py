@@ -57,9 +57,7 @@ class RabbitDelivery:
 
 
 class RabbitPartitionConsumer:
-    def __init__(
-        self, channel: AbstractChannel, queue: AbstractQueue, names: RabbitNames, spec: ConsumerSpec
-    ):
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue, names: RabbitNames, spec: ConsumerSpec):
         self._channel = channel
         self._queue = queue
         self._names = names

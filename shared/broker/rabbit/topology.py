@@ -41,9 +41,7 @@ async def declare_dead_queue(channel: AbstractChannel, names: RabbitNames, kind:
     return queue
 
 
-async def declare_partition_queue(
-    channel: AbstractChannel, names: RabbitNames, spec: ConsumerSpec
-) -> AbstractQueue:
+async def declare_partition_queue(channel: AbstractChannel, names: RabbitNames, spec: ConsumerSpec) -> AbstractQueue:
     name = names.queue(spec.kind, spec.partition)
     arguments: dict[str, Any] = {
         "x-queue-type": "quorum",
