@@ -60,9 +60,7 @@ async def raw_nats(url: str, n: int, body: bytes) -> float:
     try:
         started = time.perf_counter()
         futures = [
-            await js.publish_async(
-                f"{name.lower()}.MessageSent.{i % 16}", body, headers={"Nats-Msg-Id": str(i)}
-            )
+            await js.publish_async(f"{name.lower()}.MessageSent.{i % 16}", body, headers={"Nats-Msg-Id": str(i)})
             for i in range(n)
         ]
         await asyncio.gather(*futures)
@@ -78,9 +76,7 @@ async def raw_rabbit(url: str, n: int, body: bytes) -> float:
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(f"bench_raw_{suffix}", aio_pika.ExchangeType.TOPIC)
-        queue = await channel.declare_queue(
-            f"bench_raw_{suffix}", durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        queue = await channel.declare_queue(f"bench_raw_{suffix}", durable=True, arguments={"x-queue-type": "quorum"})
         await queue.bind(exchange, "#")
         window = asyncio.Semaphore(WINDOW)
         tasks = []
@@ -115,9 +111,7 @@ async def ours(url: str, events: list[RecordedEvent], db_url: str) -> tuple[floa
         if handled >= len(events):
             done.set()
 
-    worker = Worker(
-        "bench", None, handle, broker, engine, options=WorkerOptions(lease_ttl=10.0, fetch_wait=0.5)
-    )
+    worker = Worker("bench", None, handle, broker, engine, options=WorkerOptions(lease_ttl=10.0, fetch_wait=0.5))
     try:
         await broker.declare_consumers([worker.spec(p) for p in range(broker.partitions)])
         started = time.perf_counter()

@@ -106,5 +106,3 @@ def rabbit_url() -> str:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-

@@ -109,9 +109,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         )
         assert summary and running.proc.poll() is None, running.diagnostics()
         for line in running.out.read_text().splitlines():
-            if m := re.match(
-                r"\s+(gateway|delivery health|projections health|tickets health):\s+(\S+)", line
-            ):
+            if m := re.match(r"\s+(gateway|delivery health|projections health|tickets health):\s+(\S+)", line):
                 running.urls[m.group(1).split()[0]] = m.group(2)
         yield running
     finally:

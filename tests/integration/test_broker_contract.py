@@ -59,9 +59,7 @@ async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
     await e.dispose()
 
 
-def make_events(
-    streams: int, per_stream: int, types: tuple[str, ...] = ("MessageSent", "Read")
-) -> list[RecordedEvent]:
+def make_events(streams: int, per_stream: int, types: tuple[str, ...] = ("MessageSent", "Read")) -> list[RecordedEvent]:
     """Events interleaved across streams, as the relay publishes them: in global position order."""
     now = datetime.now(UTC)
     ids = [f"conversation-{uuid.uuid4()}" for _ in range(streams)]
@@ -125,17 +123,13 @@ def assert_in_stream_order(recorder: Recorder, events: list[RecordedEvent]) -> N
 
 def worker(kind: str, types: set[str] | None, rec: Recorder, name: str, broker: ConsumingBroker,
            engine: AsyncEngine, metrics: MetricsRegistry | None = None) -> Worker:  # fmt: skip
-    return Worker(
-        kind, types, rec.handler(name), broker, engine, metrics=metrics, options=FAST, instance_id=name
-    )
+    return Worker(kind, types, rec.handler(name), broker, engine, metrics=metrics, options=FAST, instance_id=name)
 
 
 async def split_between(a: Worker, b: Worker, partitions: int) -> None:
     def split() -> bool:
         owned_a, owned_b = a.owned_partitions, b.owned_partitions
-        return (
-            bool(owned_a) and bool(owned_b) and len(owned_a | owned_b) == partitions and not owned_a & owned_b
-        )
+        return bool(owned_a) and bool(owned_b) and len(owned_a | owned_b) == partitions and not owned_a & owned_b
 
     await eventually(split, what="the partitions to be split between two instances")
 
@@ -165,9 +159,7 @@ async def test_events_reach_each_kind_once_in_stream_order_with_two_instances_sh
     await check_events_reach_each_kind_once_in_order(broker, engine)
 
 
-async def test_instances_share_partitions_through_postgresql_leases(
-    broker: ConsumingBroker, pg_url: str
-) -> None:
+async def test_instances_share_partitions_through_postgresql_leases(broker: ConsumingBroker, pg_url: str) -> None:
     pg = await make_engine(pg_url)
     try:
         await check_events_reach_each_kind_once_in_order(broker, pg)

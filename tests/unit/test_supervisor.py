@@ -15,8 +15,7 @@ from services.embedded.supervisor import Backoff, ChildSpec, Supervisor
 SLEEPER = "import time; print('child up', flush=True); time.sleep(60)"
 # Ignores SIGTERM, so only the SIGKILL after the deadline ends it.
 STUBBORN = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-    "print('child up', flush=True); time.sleep(60)"
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('child up', flush=True); time.sleep(60)"
 )
 FAST = Backoff(initial=0.05, factor=2.0, maximum=0.2, reset_after=30.0)
 
