@@ -1,13 +1,14 @@
 """The gateway's FastAPI application: create_app(settings) wires the HTTP edge.
 
 Today it serves the operational endpoints (/healthz, /readyz, /metrics) and the problem+json error
-handlers; the /v1 routers, the WebSocket endpoint and the relay are added here as they land.
+handlers, and runs the relay (events table -> broker; leading or standing by) in its lifespan when a
+broker is configured; the /v1 routers and the WebSocket endpoint are added here as they land.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -16,9 +17,11 @@ from services.common.database import DatabaseProbe, open_engine
 from services.common.health import Readiness, healthz, metrics_endpoint, readyz_endpoint
 from services.common.health_server import service_metrics
 from services.common.problems import PROBLEM_JSON, install_problem_handlers
+from services.common.relay_service import running_relay
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.metrics import MetricsRegistry
+from shared.store.sql import SqlEventStore
 
 log = get_logger(__name__)
 
@@ -26,24 +29,35 @@ log = get_logger(__name__)
 def create_app(
     settings: Settings, *, readiness: Readiness | None = None, metrics: MetricsRegistry | None = None
 ) -> FastAPI:
-    """The gateway app. Its lifespan opens the database probe and the broker and closes them."""
+    """The gateway app. Its lifespan opens the database, the event store and the broker, starts the
+    relay, and stops them in the reverse order."""
     readiness = readiness or Readiness()
     metrics = metrics or service_metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = open_engine(settings.resolved_database_url)
+        url = settings.resolved_database_url
+        engine = open_engine(url, pool_size=4)
+        store = SqlEventStore(engine, metrics=metrics)
         readiness.add("database", DatabaseProbe(engine))
-        broker = await connect_configured_broker(settings, "gateway")
-        if broker is not None:
-            readiness.add("broker", broker.healthy)
-        app.state.broker = broker
+        broker = None
         try:
-            yield
+            async with AsyncExitStack() as parts:
+                broker = await connect_configured_broker(settings, "gateway")
+                app.state.store = store
+                app.state.broker = broker
+                app.state.relay = None
+                if broker is not None:
+                    readiness.add("broker", broker.healthy)
+                    app.state.relay = await parts.enter_async_context(
+                        running_relay(store, broker, engine, url, readiness, metrics)
+                    )
+                yield
         finally:
             readiness.mark_stopping()
             if broker is not None:
                 await broker.close()
+            await store.close()
             await engine.dispose()
 
     app = FastAPI(

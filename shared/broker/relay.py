@@ -1,0 +1,307 @@
+"""The relay: the events table (the outbox) → the broker, in global position order, exactly one active.
+
+    relay = Relay.for_store(store, broker, database_url, metrics=registry)
+    await relay.start()     # returns at once; the relay leads or stands by in a task
+    ...
+    await relay.stop()      # finishes the batch in hand, releases the lock
+
+Loop of the active relay: read a page of events after its checkpoint (`read_all`, up to
+`page_size`), publish it with `publish_events` (returns when the broker confirmed every event),
+then move the checkpoint to the page's last position (inclusive). While a page is being published
+the next one is read. When caught up it sleeps in `wait_for_events` (LISTEN/NOTIFY on PostgreSQL,
+a cheap poll on SQLite) with `idle_wait` as the poll fallback.
+
+Crash between publish and checkpoint: the next active relay republishes from the checkpoint. NATS
+drops the copies by `Nats-Msg-Id` (= event id) within the stream's duplicate window; RabbitMQ has
+no broker-side de-duplication, so the worker runtime drops recently acked ids and the handler
+contract (checkpoint in the handler's transaction) absorbs the rest. Nothing is lost either way.
+
+Leader election (shared.broker.relay_lock): a PostgreSQL session advisory lock or a SQLite file lock.
+A candidate that does not get it stands by and tries again every `standby_retry` seconds, so a dead
+relay is replaced within about that time. A leader whose lock session drops stops publishing at
+once (its publish is cancelled) and becomes a candidate again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.broker.port import EventPublisher
+from shared.broker.relay_checkpoint import RelayCheckpoint
+from shared.broker.relay_lock import LeaderLock, leader_lock
+from shared.events.envelope import RecordedEvent
+from shared.logging import get_logger
+from shared.metrics import MetricsRegistry
+from shared.store.port import EventStore
+
+__all__ = ["Relay", "RelayMetrics", "RelayOptions"]
+
+# How long a graceful stop lets the batch in hand finish before cancelling it (it is republished then).
+STOP_GRACE = 5.0
+# Lag in events needs a head read: at most this often.
+LAG_REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOptions:
+    name: str = "relay"
+    """Checkpoint row and lock name: one active relay per name."""
+    page_size: int = 1000
+    """Events read and published per batch (one checkpoint write per batch)."""
+    idle_wait: float = 1.0
+    """Longest sleep when caught up before re-reading (a lost notification costs at most this)."""
+    standby_retry: float = 1.0
+    """A standby tries to take the lock this often: the failover time."""
+    retry_base: float = 0.2
+    retry_max: float = 5.0
+    """Back-off after a failed publish or read: base * 2^(failures-1), at most retry_max."""
+
+
+_by_registry: weakref.WeakKeyDictionary[MetricsRegistry, RelayMetrics] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMetrics:
+    lag_events: Gauge
+    lag_seconds: Gauge
+    published: Counter
+    leader: Gauge
+    batch_seconds: Histogram
+    failures: Counter
+
+    @classmethod
+    def of(cls, registry: MetricsRegistry) -> RelayMetrics:
+        found = _by_registry.get(registry)
+        if found is None:
+            found = _by_registry[registry] = cls(
+                lag_events=registry.gauge("relay_lag_events", "Events appended, not yet published: head - checkpoint"),
+                lag_seconds=registry.gauge(
+                    "relay_lag_seconds", "Age of the oldest unpublished event (now - its recorded_at); 0 when caught up"
+                ),
+                published=registry.counter("relay_published", "Events published and confirmed by the broker"),
+                leader=registry.gauge("relay_leader", "1 while this process is the active relay, 0 on standby"),
+                batch_seconds=registry.histogram("relay_batch_seconds", "Publish + checkpoint of one batch"),
+                failures=registry.counter("relay_failures", "Failed relay batches (publish or read), retried"),
+            )
+        return found
+
+
+class Relay:
+    def __init__(
+        self,
+        store: EventStore,
+        publisher: EventPublisher,
+        checkpoint: RelayCheckpoint,
+        lock: LeaderLock,
+        *,
+        options: RelayOptions | None = None,
+        metrics: MetricsRegistry | None = None,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._checkpoint = checkpoint
+        self._lock = lock
+        self.options = options or RelayOptions()
+        self._metrics = RelayMetrics.of(metrics or MetricsRegistry())
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being published: a stop lets it finish
+        self._lag_checked = 0.0
+        self.is_leader = False
+        self.terms = 0
+        """How many times this relay became the leader (a lost and retaken lock counts twice)."""
+        self.position = 0
+        """The last position this relay published and checkpointed (inclusive)."""
+        self._log = get_logger("ledgerline.relay").bind(relay=self.options.name)
+
+    @classmethod
+    def for_database(
+        cls,
+        store: EventStore,
+        publisher: EventPublisher,
+        engine: AsyncEngine,
+        database_url: str,
+        *,
+        options: RelayOptions | None = None,
+        metrics: MetricsRegistry | None = None,
+    ) -> Relay:
+        """The relay of the store at `database_url`: its checkpoint row and the lock that fits the database."""
+        options = options or RelayOptions()
+        checkpoint = RelayCheckpoint(engine, options.name)
+        return cls(
+            store, publisher, checkpoint, leader_lock(database_url, options.name), options=options, metrics=metrics
+        )
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"relay-{self.options.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (up to STOP_GRACE), release the lock; idempotent."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def healthy(self) -> bool:
+        """The relay loop runs (as leader or standby): for /readyz."""
+        return self._task is not None and not self._task.done()
+
+    async def run(self) -> None:
+        """Lead or stand by until stop() is called."""
+        announced_standby = False
+        try:
+            while not self._stopping.is_set():
+                if await self._try_acquire():
+                    announced_standby = False
+                    await self._lead()
+                    continue
+                if not announced_standby:
+                    self._log.info("relay_standing_by", retry_seconds=self.options.standby_retry)
+                    announced_standby = True
+                await self._watch_as_standby()
+                await self._sleep_unless_stopping(self.options.standby_retry)
+        finally:
+            await self._lock.release()
+            self._set_leader(False)
+            self._log.info("relay_stopped", position=self.position)
+
+    async def _try_acquire(self) -> bool:
+        try:
+            return await self._lock.try_acquire()
+        except Exception as err:  # the database is down: keep standing by
+            self._log.warning("relay_lock_unavailable", error=repr(err))
+            return False
+
+    async def _lead(self) -> None:
+        self.terms += 1
+        self._set_leader(True)
+        work = asyncio.create_task(self._publish_forever(), name="relay-publish")
+        lost = asyncio.create_task(self._lock.wait_lost(), name="relay-lock-watch")
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({work, lost, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if lost in done:
+                self._log.error("relay_leadership_lost", position=self.position)
+            elif stop in done and self._busy:
+                await asyncio.wait({work, lost}, timeout=STOP_GRACE, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, lost, stop):
+                task.cancel()
+            for task in (work, lost, stop):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._lock.release()
+            self._set_leader(False)
+
+    def _set_leader(self, leading: bool) -> None:
+        self.is_leader = leading
+        self._metrics.leader.set(1 if leading else 0)
+
+    async def _publish_forever(self) -> None:
+        position = await self._load_checkpoint()
+        self.position = position
+        self._log.info("relay_leading", from_position=position)
+        failures = 0
+        page: list[RecordedEvent] | None = None
+        while not self._stopping.is_set():
+            try:
+                batch = page if page is not None else await self._store.read_all(position, self.options.page_size)
+                page = None
+                if not batch:
+                    await self._idle(position)
+                    continue
+                page = await self._publish(batch)
+                position = self.position
+                failures = 0
+            except Exception as err:  # broker or database trouble: retry the same batch after a pause
+                page = None
+                failures += 1
+                self._metrics.failures.inc()
+                delay = min(self.options.retry_max, self.options.retry_base * 2 ** (failures - 1))
+                self._log.warning("relay_batch_failed", position=position, failures=failures, error=repr(err))
+                await self._sleep_unless_stopping(delay)
+
+    async def _publish(self, batch: list[RecordedEvent]) -> list[RecordedEvent]:
+        """Publish and checkpoint `batch`; returns the next page, read while the broker confirmed."""
+        started = time.perf_counter()
+        self._metrics.lag_seconds.set(max(0.0, (datetime.now(UTC) - batch[0].recorded_at).total_seconds()))
+        last = batch[-1].position
+        ahead = asyncio.create_task(self._store.read_all(last, self.options.page_size))
+        self._busy = True
+        try:
+            await self._publisher.publish_events(batch)
+            await self._checkpoint.save(last)
+        except BaseException:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ahead
+            raise
+        finally:
+            self._busy = False
+        self.position = last
+        self._metrics.published.inc(len(batch))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        next_page = await ahead
+        if not next_page:
+            self._metrics.lag_seconds.set(0)
+        await self._refresh_lag_events(last)
+        return next_page
+
+    async def _idle(self, position: int) -> None:
+        self._metrics.lag_events.set(0)
+        self._metrics.lag_seconds.set(0)
+        waiting = asyncio.create_task(self._store.wait_for_events(position, self.options.idle_wait))
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, stop):
+                task.cancel()
+            for task in (waiting, stop):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _refresh_lag_events(self, position: int) -> None:
+        now = time.monotonic()
+        if now - self._lag_checked < LAG_REFRESH_SECONDS:
+            return
+        self._lag_checked = now
+        head = await self._store.head()
+        self._metrics.lag_events.set(max(0, head.position - position))
+
+    async def _watch_as_standby(self) -> None:
+        """A standby reports the active relay's lag too, so a stuck leader shows on every node."""
+        try:
+            checkpoint = await self._checkpoint.load()
+            head = await self._store.head()
+            oldest = await self._store.read_all(checkpoint, 1)
+        except Exception as err:
+            self._log.debug("relay_standby_lag_unknown", error=repr(err))
+            return
+        self._metrics.lag_events.set(max(0, head.position - checkpoint))
+        age = (datetime.now(UTC) - oldest[0].recorded_at).total_seconds() if oldest else 0.0
+        self._metrics.lag_seconds.set(max(0.0, age))
+
+    async def _load_checkpoint(self) -> int:
+        failures = 0
+        while True:
+            try:
+                return await self._checkpoint.load()
+            except Exception as err:
+                failures += 1
+                self._log.warning("relay_checkpoint_unreadable", failures=failures, error=repr(err))
+                await asyncio.sleep(min(self.options.retry_max, self.options.retry_base * 2 ** (failures - 1)))
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
