@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "token": "services.admin.token:main",
     "audit verify": "services.admin.audit:verify_main",
     "events tail": "services.admin.events:tail_main",
+    "projections status": "services.admin.projections:status_main",
+    "projections rebuild": "services.admin.projections:rebuild_main",
 }
 
 
@@ -43,11 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in [
         ("gateway", "run the HTTP + WebSocket gateway (and the relay)"),
         ("delivery", "run the delivery worker"),
-        ("projections", "run the projections worker (read models)"),
         ("tickets", "run the tickets worker"),
         ("relay", "run the relay alone (events table -> broker)"),
     ]:
         sub.add_parser(name, help=text, description=text + "; configured by LEDGERLINE_* variables")
+
+    projections = sub.add_parser(
+        "projections",
+        help="run the projections worker (read models); or `status` / `rebuild [NAME]`",
+        description="run the projections worker (read models); configured by LEDGERLINE_* variables",
+    ).add_subparsers(dest="projections_command", metavar="PROJECTIONS_COMMAND")
+    projections.add_parser("status", help="checkpoint and lag per read model and partition")
+    rebuild = projections.add_parser("rebuild", help="replay the event store into fresh tables and swap them in")
+    rebuild.add_argument("name", nargs="?", choices=["chat", "directory"], help="one read model (default: all)")
+    rebuild.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     sub.add_parser("migrate", help="apply database migrations (also done on start)")
 
@@ -78,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
     key = args.command
-    for nested in ("audit_command", "events_command"):
+    for nested in ("audit_command", "events_command", "projections_command"):
         if getattr(args, nested, None):
             key = f"{key} {getattr(args, nested)}"
     module_name, func_name = COMMANDS[key].split(":")

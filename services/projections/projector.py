@@ -1,0 +1,110 @@
+"""The projector: applies a batch to every read model in one transaction with their checkpoints.
+
+Checkpoints are per (projection, partition), inclusive: `position` is the last event applied.
+An event at or below its partition's checkpoint is skipped, which makes the broker's at-least-once
+redelivery harmless. The runtime hands one partition per batch; the projector still groups by
+partition itself (partition_of), so that a test or a replay may hand it any slice of the store.
+
+Rebuild coordination (docs/read-models.md, "Rebuild"): every batch transaction first takes the
+rebuild lock in shared mode; the rebuild's swap takes it exclusively. On PostgreSQL that is a
+transaction-scoped advisory lock; on SQLite the batch begins with BEGIN IMMEDIATE, which already
+excludes every other writer, the swap included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.projections import chat, directory
+from services.projections.sql import greatest, insert
+from services.projections.tables import PROJECTIONS, TABLES, ChatTables, checkpoints
+from shared.events.envelope import RecordedEvent
+from shared.events.partition import DEFAULT_PARTITIONS, partition_of
+
+REBUILD_LOCK_KEY = 0x4C44_4752_524D_5242  # "LDGRRMRB"
+
+Apply = Callable[[AsyncConnection, ChatTables, Iterable[RecordedEvent]], Awaitable[None]]
+APPLIERS: dict[str, Apply] = {"chat": chat.apply, "directory": directory.apply}
+TYPES: dict[str, frozenset[str]] = {"chat": chat.TYPES, "directory": directory.TYPES}
+
+
+def needed_types(projections: Sequence[str] = PROJECTIONS) -> frozenset[str]:
+    """The event types the read models use; every other type only advances the checkpoints."""
+    return frozenset().union(*(TYPES[p] for p in projections))
+
+
+async def take_rebuild_lock(conn: AsyncConnection, *, exclusive: bool) -> None:
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        await conn.execute(text(f"SELECT {fn}(:k)"), {"k": REBUILD_LOCK_KEY})
+
+
+async def replay(
+    conn: AsyncConnection, tables: ChatTables, events: Sequence[RecordedEvent], projections: Sequence[str]
+) -> None:
+    """Apply `events` to `tables` without checkpoints (the rebuild's fresh tables)."""
+    for projection in projections:
+        await APPLIERS[projection](conn, tables, events)
+
+
+async def read_checkpoints(conn: AsyncConnection, projections: Sequence[str]) -> dict[tuple[str, int], int]:
+    cp = checkpoints.c
+    rows = await conn.execute(
+        select(cp.projection, cp.partition, cp.position).where(cp.projection.in_(list(projections)))
+    )
+    return {(r.projection, r.partition): r.position for r in rows}
+
+
+class Projector:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        partitions: int = DEFAULT_PARTITIONS,
+        projections: Sequence[str] = PROJECTIONS,
+    ) -> None:
+        # The batch reads its checkpoints, then writes: on SQLite take the write lock at BEGIN so
+        # that a concurrent writer makes us wait (busy timeout) instead of failing the upgrade.
+        self._engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._partitions = partitions
+        self._projections = tuple(projections)
+
+    async def apply(self, batch: Sequence[RecordedEvent]) -> None:
+        if not batch:
+            return
+        partition = {e.stream_id: partition_of(e.stream_id, self._partitions) for e in batch}
+        async with self._engine.begin() as conn:
+            await take_rebuild_lock(conn, exclusive=False)
+            done = await read_checkpoints(conn, self._projections)
+            advanced: list[dict[str, object]] = []
+            for projection in self._projections:
+                fresh = [e for e in batch if e.position > done.get((projection, partition[e.stream_id]), 0)]
+                if not fresh:
+                    continue
+                await APPLIERS[projection](conn, TABLES, fresh)
+                last: dict[int, int] = {}
+                for e in fresh:
+                    p = partition[e.stream_id]
+                    last[p] = max(last.get(p, 0), e.position)
+                advanced.extend({"projection": projection, "partition": p, "position": pos} for p, pos in last.items())
+            await self._store_checkpoints(conn, advanced)
+
+    async def _store_checkpoints(self, conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        stmt = insert(conn, checkpoints)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["projection", "partition"],
+                set_={
+                    "position": greatest(conn, checkpoints.c.position, stmt.excluded.position),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            ),
+            [{**r, "updated_at": now} for r in rows],
+        )
