@@ -1,14 +1,17 @@
 """The conversation aggregate's state, folded from its stream's events (pure, no I/O).
 
 `apply` changes the state in place: a busy group has thousands of messages, and copying the state
-for every event would make folding a stream quadratic. The service applies an event only after the
-store accepted it, and only while it holds the stream's lock, so nobody sees a half-applied state.
+for every event would make folding a stream quadratic. The executor decides a batch of commands by
+applying their events as it goes (each command sees the ones before it); if the append then fails,
+`Undo` puts back exactly what those events changed. Values in the maps are immutable, so the undo
+log holds plain references.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from shared.events.base import Event
 from shared.events.conversation import (
@@ -24,7 +27,7 @@ from shared.events.conversation import (
 )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MessageInfo:
     seq: int
     sender_id: str
@@ -41,7 +44,7 @@ class SentInfo:
     position: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Watermarks:
     delivered: int = 0
     read: int = 0
@@ -118,10 +121,10 @@ def apply(state: ConversationState, event: Event, *, at: datetime, position: int
             _apply_sent(state, event, at, position)
         case MessageRetracted():
             if (info := state.messages.get(event.message_id)) is not None:
-                info.retracted = True
+                state.messages[event.message_id] = replace(info, retracted=True)
         case Delivered():
-            marks = state.watermarks.setdefault(event.user_id, Watermarks())
-            marks.delivered = max(marks.delivered, event.up_to_seq)
+            marks = state.watermarks_of(event.user_id)
+            state.watermarks[event.user_id] = replace(marks, delivered=max(marks.delivered, event.up_to_seq))
         case Read():
             _advance_read(state, event.user_id, event.up_to_seq)
         case MessageEdited():
@@ -138,6 +141,71 @@ def _apply_sent(state: ConversationState, event: MessageSent, at: datetime, posi
 
 
 def _advance_read(state: ConversationState, user_id: str, up_to_seq: int) -> None:
-    marks = state.watermarks.setdefault(user_id, Watermarks())
-    marks.read = max(marks.read, up_to_seq)
-    marks.delivered = max(marks.delivered, marks.read)  # read implies delivered
+    marks = state.watermarks_of(user_id)
+    read = max(marks.read, up_to_seq)
+    state.watermarks[user_id] = Watermarks(max(marks.delivered, read), read)  # read implies delivered
+
+
+_MISSING = object()
+
+
+class Undo:
+    """What a batch of events changed in a state, to put back if the store refuses the batch."""
+
+    def __init__(self, state: ConversationState) -> None:
+        self._scalars = (
+            state.kind,
+            state.title,
+            state.description,
+            state.avatar_color,
+            state.created_at,
+            state.created_by,
+            state.last_seq,
+            state.members,  # ConversationStarted replaces the map itself
+        )
+        self._entries: list[tuple[dict[Any, Any], Any, Any]] = []
+
+    def apply(self, state: ConversationState, event: Event, *, at: datetime) -> None:
+        """Apply `event`, remembering the old values of the map entries it touches."""
+        for mapping, key in _touched(state, event):
+            self._entries.append((mapping, key, mapping.get(key, _MISSING)))
+        apply(state, event, at=at)
+
+    def restore(self, state: ConversationState) -> None:
+        for mapping, key, old in reversed(self._entries):
+            if old is _MISSING:
+                mapping.pop(key, None)
+            else:
+                mapping[key] = old
+        (
+            state.kind,
+            state.title,
+            state.description,
+            state.avatar_color,
+            state.created_at,
+            state.created_by,
+            state.last_seq,
+            state.members,
+        ) = self._scalars
+        self._entries.clear()
+
+
+def _touched(state: ConversationState, event: Event) -> list[tuple[dict[Any, Any], Any]]:
+    match event:
+        case MemberAdded() | MemberRemoved():
+            return [(state.members, event.user_id)]
+        case MessageSent():
+            key = (event.sender_id, event.client_msg_id)
+            return [(state.messages, event.message_id), (state.sent, key), (state.watermarks, event.sender_id)]
+        case MessageRetracted():
+            return [(state.messages, event.message_id)]
+        case Delivered() | Read():
+            return [(state.watermarks, event.user_id)]
+    return []  # the rest changes scalars only
+
+
+def stored_at(state: ConversationState, event: Event, position: int) -> None:
+    """Record where an event decided in a batch landed, once the store has said (a sent message's position)."""
+    if isinstance(event, MessageSent):
+        key = (event.sender_id, event.client_msg_id)
+        state.sent[key] = replace(state.sent[key], position=position)
