@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 
 from services.gateway.commands import domain
-from services.gateway.commands.cache import KeyedLocks, LruCache
+from services.gateway.commands.cache import LruCache
 from services.gateway.commands.inputs import (
     AttachmentInput,
     LinkInput,
@@ -19,7 +20,7 @@ from services.gateway.commands.inputs import (
     check_seq,
     check_text,
 )
-from services.gateway.commands.state import ConversationState, apply
+from services.gateway.commands.state import ConversationState, Undo, apply
 from services.gateway.errors import Conflict, Invalid, NotAllowed, NotFound, TooLarge
 from shared.events.base import Event
 from shared.events.conversation import Delivered, MemberRemoved, MessageSent, Read
@@ -256,8 +257,33 @@ def test_lru_cache_keeps_the_most_recently_used() -> None:
     assert (cache.get("b"), cache.get("a"), cache.get("c"), len(cache)) == (None, 1, 3, 2)
 
 
-async def test_keyed_locks_are_forgotten_when_released() -> None:
-    locks: KeyedLocks[str] = KeyedLocks()
-    async with locks.hold("s"):
-        assert len(locks) == 1
-    assert len(locks) == 0
+def test_undo_puts_back_exactly_what_a_batch_changed() -> None:
+    state = group("alice", "bob", "carol")
+    send(state, "alice", "c1")
+    send(state, "bob", "c2")
+    before = copy.deepcopy(state)
+    undo = Undo(state)
+    first = state.sent[("alice", "c1")].message_id
+    batch = [
+        *domain.send_message(state, "carol", "c3", "new", (), (), first),
+        *domain.retract_message(state, "alice", first),
+        *domain.mark(state, "bob", "read", 2),
+        *domain.add_member(state, "alice", "dave"),
+        *domain.remove_member(state, "carol", "carol"),
+        *domain.change_details(state, "alice", "Renamed", "About", "#000000"),
+    ]
+    for event in batch:
+        undo.apply(state, event, at=AT)
+    assert state.last_seq == 3 and "dave" in state.members and state.messages[first].retracted
+    undo.restore(state)
+    assert state == before
+
+
+def test_undo_of_a_start_leaves_an_empty_state() -> None:
+    started = domain.start("alice", "group", ("alice", "bob"), "T", "", None)
+    state = ConversationState(started.conversation_id)
+    undo = Undo(state)
+    undo.apply(state, started, at=AT)
+    assert state.exists
+    undo.restore(state)
+    assert state == ConversationState(started.conversation_id)

@@ -1,11 +1,8 @@
-"""In-process helpers of the write side: a bounded LRU map and one asyncio.Lock per key."""
+"""A bounded LRU map: the write side's caches of conversation states and user profiles."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -38,31 +35,3 @@ class LruCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-class KeyedLocks(Generic[K]):
-    """One lock per key, kept only while someone holds or awaits it, so the map stays small.
-
-    Kept apart from the LRU on purpose: evicting a cached state must never drop a lock that a
-    waiting command relies on.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[K, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: K) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
