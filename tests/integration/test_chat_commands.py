@@ -313,3 +313,16 @@ async def test_directory_records_new_and_changed_users_once(store: SqlEventStore
     events = await store.read_stream("user-alice")
     assert [e.type for e in events] == ["UserSeen", "UserProfileChanged", "UserProfileChanged"]
     assert [e.payload["name"] for e in events] == ["Alice", "Alice Smith", "Alice"]
+
+
+async def test_a_caller_going_away_does_not_stop_the_others(store: SqlEventStore) -> None:
+    chat = ConversationService(store)
+    cid = (await chat.start_conversation(ALICE, "group", ["bob"])).conversation.conversation_id
+    sends = [asyncio.create_task(chat.send_message(BOB, cid, f"c{n}", "hi")) for n in range(10)]
+    await asyncio.sleep(0)
+    sends[3].cancel()
+    done = [await s for i, s in enumerate(sends) if i != 3]
+    later = await chat.send_message(ALICE, cid, "later", "still working")
+    seqs = await sent_seqs(store, cid)
+    assert seqs == list(range(1, len(seqs) + 1)) and later.seq == seqs[-1]
+    assert {d.seq for d in done} <= set(seqs)
