@@ -41,7 +41,7 @@ Answer = Callable[[ConversationState, int], R]
 
 # The design's bound: enough for a few other processes appending at once; beyond it the stream is
 # hot across processes and the client is better told (Conflict) than kept waiting.
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 12
 # Cached conversations; a group with a few thousand messages costs a few hundred KB.
 DEFAULT_CACHE_SIZE = 10_000
 # Commands decided and appended together: the store's group commit caps batches at 64-256 rows too.
@@ -49,6 +49,7 @@ MAX_BATCH = 64
 # Longest first pause before retrying a cross-process conflict (doubling per attempt, jittered), so
 # two processes stop meeting in lockstep.
 RETRY_PAUSE_SECONDS = 0.002
+RETRY_PAUSE_MAX_SECONDS = 0.1
 
 
 def utcnow() -> datetime:
@@ -149,11 +150,13 @@ class StreamExecutor:
                 result = await self._store.append(stream, new_events, expected_version=entry.version)
             except (WrongExpectedVersion, EventIdConflict):
                 # Another process appended (or already stored some of these ids): decide again on its events.
+                # Pause first, then refresh: refreshing before the pause decides on state that the other
+                # process has usually moved past again by the time we append.
                 undo.restore(entry.state)
                 self.conflicts += 1
+                await asyncio.sleep(random.uniform(0, min(RETRY_PAUSE_SECONDS * 2**attempt, RETRY_PAUSE_MAX_SECONDS)))
                 await self._refresh(stream, entry)
                 fresh = True
-                await asyncio.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2**attempt))
                 continue
             except BaseException:
                 undo.restore(entry.state)
