@@ -145,7 +145,7 @@ def test_up_prints_where_everything_is_and_every_service_is_healthy_and_ready(st
             assert http.get(f"{url}/healthz").status_code == 200, name
             ready = http.get(f"{url}/readyz")
             assert ready.status_code == 200, (name, ready.text)
-            expected = {"database": "ok", "broker": "ok"} | ({} if name == "gateway" else {"worker": "ok"})
+            expected = {"database": "ok", "broker": "ok"} | ({"relay": "ok"} if name == "gateway" else {"worker": "ok"})
             assert ready.json()["checks"] == expected
             assert "process_start_time_seconds" in http.get(f"{url}/metrics").text
     secret = data_dir / "jwt_secret"
