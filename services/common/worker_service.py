@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.broker import connect_configured_broker
 from services.common.database import DatabaseProbe, open_engine
@@ -26,7 +29,17 @@ from shared.metrics import MetricsRegistry
 
 log = get_logger(__name__)
 
-HandlerFactory = Callable[[MetricsRegistry], Handler]
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    """What a worker's handler may use; the worker service owns (and closes) all of it."""
+
+    settings: Settings
+    engine: AsyncEngine
+    metrics: MetricsRegistry
+
+
+HandlerFactory = Callable[[WorkerContext], Handler]
 
 
 def worker_main(kind: str, build_handler: HandlerFactory) -> int:
@@ -57,7 +70,9 @@ async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Setti
         if broker is not None:
             readiness.add("broker", broker.healthy)
             # Every event type: the handler chooses what it needs (None = no filter on the consumer).
-            worker = Worker(kind, None, build_handler(metrics), broker, engine, metrics=metrics)
+            worker = Worker(
+                kind, None, build_handler(WorkerContext(settings, engine, metrics)), broker, engine, metrics=metrics
+            )
             await worker.start()
         started.set()
         log.info("worker_ready", kind=kind, health=f"http://{settings.worker_host}:{settings.worker_port}")

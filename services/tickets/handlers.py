@@ -8,11 +8,11 @@ tickets consumer. Until the tickets handlers are written, each event is logged a
 from __future__ import annotations
 
 from services.common.counting_handler import counting_handler
+from services.common.worker_service import WorkerContext
 from shared.broker.consume import Handler
-from shared.metrics import MetricsRegistry
 
 KIND = "tickets"
 
 
-def build_handler(metrics: MetricsRegistry) -> Handler:
-    return counting_handler(KIND, metrics)
+def build_handler(context: WorkerContext) -> Handler:
+    return counting_handler(KIND, context.metrics)
