@@ -7,6 +7,7 @@ with the list of what is wrong, anything unhandled becomes a 500 that says nothi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -22,6 +23,9 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# Problem types are URNs (RFC 9457 allows any URI): stable names that resolve nowhere by accident.
+VALIDATION_TYPE = "urn:ledgerline:problem:validation"
+_REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
 
 
 def problem_response(
@@ -59,12 +63,32 @@ async def http_exception_handler(_request: Request, exc: Exception) -> Response:
 async def validation_exception_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "field": field_name(err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "loc": list(err.get("loc", ())),
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in exc.errors()
     ]
     return problem_response(
-        422, "the request does not match the expected schema", extra={"errors": jsonable_encoder(errors)}
+        422,
+        "the request does not match the expected schema",
+        title="Invalid request",
+        type_=VALIDATION_TYPE,
+        extra={"errors": jsonable_encoder(errors)},
     )
+
+
+def field_name(loc: Sequence[object]) -> str:
+    """`["body", "links", 0, "kind"]` -> `links[0].kind`: where in the request, without the part
+    (body, query, path) FastAPI puts first; a body that is not JSON at all is the field `body`."""
+    parts = list(loc[1:]) if len(loc) > 1 and loc[0] in _REQUEST_PARTS else list(loc)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or (str(loc[0]) if loc else "body")
 
 
 async def unhandled_exception_handler(request: Request, exc: Exception) -> Response:

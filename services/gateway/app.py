@@ -1,16 +1,20 @@
 """The gateway's FastAPI application: create_app(settings) wires the HTTP edge.
 
-Today it serves the operational endpoints (/healthz, /readyz, /metrics) and the problem+json error
-handlers, and runs the relay (events table -> broker; leading or standing by) in its lifespan when a
-broker is configured; the /v1 routers and the WebSocket endpoint are added here as they land.
+It serves the chat API (/v1, services/gateway/routes/, docs/chat-api.md), the operational endpoints
+(/healthz, /readyz, /metrics) and the problem+json error handlers, and runs the relay (events table
+-> broker; leading or standing by) in its lifespan when a broker is configured.
+
+The token verifier is built here, not in the lifespan, so that a gateway without a JWT secret or key
+stops at start with the ConfigError naming the setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.broker import connect_configured_broker
 from services.common.database import DatabaseProbe, open_engine
@@ -18,6 +22,17 @@ from services.common.health import Readiness, healthz, metrics_endpoint, readyz_
 from services.common.health_server import service_metrics
 from services.common.problems import PROBLEM_JSON, install_problem_handlers
 from services.common.relay_service import running_relay
+from services.gateway.auth import TokenVerifier
+from services.gateway.commands.directory import DirectoryService
+from services.gateway.commands.service import ConversationService
+from services.gateway.consistency import ReadYourWrites
+from services.gateway.context import Gateway
+from services.gateway.files.store import FileStore
+from services.gateway.limits import BodyLimit
+from services.gateway.problems import install_gateway_problems
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.routes import v1_router
+from shared.broker.port import ConsumingBroker
 from shared.config import Settings
 from shared.logging import get_logger
 from shared.metrics import MetricsRegistry
@@ -25,25 +40,36 @@ from shared.store.sql import SqlEventStore
 
 log = get_logger(__name__)
 
+BrokerConnector = Callable[[Settings, str], Awaitable[ConsumingBroker | None]]
+# The read side's own connections: list and read queries must not queue behind the store's writer.
+READ_POOL_SIZE = 8
+
 
 def create_app(
-    settings: Settings, *, readiness: Readiness | None = None, metrics: MetricsRegistry | None = None
+    settings: Settings,
+    *,
+    readiness: Readiness | None = None,
+    metrics: MetricsRegistry | None = None,
+    connect: BrokerConnector = connect_configured_broker,
 ) -> FastAPI:
     """The gateway app. Its lifespan opens the database, the event store and the broker, starts the
-    relay, and stops them in the reverse order."""
+    relay, and stops them in the reverse order. `connect` lets tests use a namespaced broker."""
     readiness = readiness or Readiness()
     metrics = metrics or service_metrics()
+    verifier = TokenVerifier.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
         engine = open_engine(url, pool_size=4)
         store = SqlEventStore(engine, metrics=metrics)
+        read_engine = open_engine(url, pool_size=READ_POOL_SIZE)
         readiness.add("database", DatabaseProbe(engine))
+        app.state.gateway = _gateway(settings, store, read_engine)
         broker = None
         try:
             async with AsyncExitStack() as parts:
-                broker = await connect_configured_broker(settings, "gateway")
+                broker = await connect(settings, "gateway")
                 app.state.store = store
                 app.state.broker = broker
                 app.state.relay = None
@@ -58,6 +84,7 @@ def create_app(
             if broker is not None:
                 await broker.close()
             await store.close()
+            await read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(
@@ -68,8 +95,24 @@ def create_app(
     app.state.settings = settings
     app.state.readiness = readiness
     app.state.metrics = metrics
+    app.state.token_verifier = verifier
     install_problem_handlers(app)
+    install_gateway_problems(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(v1_router())
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz_endpoint(readiness), methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
     return app
+
+
+def _gateway(settings: Settings, store: SqlEventStore, read_engine: AsyncEngine) -> Gateway:
+    return Gateway(
+        settings=settings,
+        conversations=ConversationService(store, max_text_length=settings.max_text_length),
+        directory=DirectoryService(store),
+        engine=read_engine,
+        consistency=ReadYourWrites(read_engine, settings.partitions),
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        files=FileStore(settings.resolved_files_dir),
+    )

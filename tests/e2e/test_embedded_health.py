@@ -23,7 +23,9 @@ async def refuses() -> bool:
 
 
 def gateway(tmp_path: Path, readiness: Readiness | None = None) -> FastAPI:
-    return create_app(load_settings({}, data_dir=tmp_path), readiness=readiness)
+    return create_app(
+        load_settings({}, data_dir=tmp_path, jwt_secret="health-test-secret-0123456789abcdef"), readiness=readiness
+    )
 
 
 def client(app: object) -> httpx.AsyncClient:
