@@ -32,6 +32,7 @@ from shared.store.migrate import migrate
 
 SECRET = "chat-api-test-secret-0123456789abcdef"
 PARTITIONS = 4
+FILE_LIMIT = 64 * 1024  # small, so that an oversize upload is cheap to send
 FAST = WorkerOptions(
     batch_size=256,
     retry=RetryPolicy(max_deliver=5, backoff_base=0.02, backoff_max=0.2),
@@ -91,8 +92,7 @@ async def chat_stack(database_url: str, broker_url: str, tmp_path: Path, **overr
         broker_url=broker_url,
         jwt_secret=SECRET,
         partitions=PARTITIONS,
-        rate_limit_per_minute=0,
-        **overrides,
+        **({"rate_limit_per_minute": 0, "max_file_size": FILE_LIMIT} | overrides),
     )
 
     async def connect(settings: Settings, service: str) -> ConsumingBroker:
