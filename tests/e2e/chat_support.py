@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,19 @@ class ChatStack:
     http: httpx.AsyncClient
     app: Any
     settings: Settings
+    names: dict[str, str] = field(default_factory=dict)
+    """The name each user's tokens carry (a token with another name would change the directory)."""
 
     def headers(self, user: str, name: str | None = None) -> dict[str, str]:
-        return auth(user, name)
+        if name is not None:
+            self.names[user] = name
+        return auth(user, self.names.get(user))
 
     async def head(self) -> int:
         return (await self.app.state.store.head()).position
 
     async def call(self, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, path, headers=auth(user), **kwargs)
+        return await self.http.request(method, path, headers=self.headers(user), **kwargs)
 
     async def conversation(self, creator: str, kind: str, members: list[str], **fields: Any) -> str:
         r = await self.call("POST", "/v1/conversations", creator, json={"kind": kind, "members": members, **fields})
