@@ -5,13 +5,20 @@
     ...
     await relay.stop()      # finishes the batch in hand, releases the lock
 
-Loop of the active relay: read a page of events after its checkpoint (`read_all`, up to
-`page_size`), publish it with `publish_events` (returns when the broker confirmed every event),
-then move the checkpoint to the page's last position (inclusive). While a page is being published
-the next one is read. When caught up it sleeps in `wait_for_events` (LISTEN/NOTIFY on PostgreSQL,
-a cheap poll on SQLite) with `idle_wait` as the poll fallback.
+Loop of the active relay: read a page of events after the last one read (`read_all`, up to
+`page_size`) and publish it with `publish_events` (returns when the broker confirmed every event).
+Up to `pipeline` pages are in flight: page k+1 is read and sent while page k is being confirmed
+(the adapters send concurrent calls one after the other, so the broker stores them in order).
+Pages are confirmed in order; the relay's position moves to a confirmed page's last position, and
+the durable checkpoint follows at most every `checkpoint_interval` seconds (and whenever the relay
+is caught up or stops), so the checkpoint's write does not compete with the appenders for the
+database's write lock once per page. When caught up it sleeps in `wait_for_events` (LISTEN/NOTIFY
+on PostgreSQL, a cheap poll on SQLite) with `idle_wait` as the poll fallback.
 
-Crash between publish and checkpoint: the next active relay republishes from the checkpoint. NATS
+A failed page cancels the pages behind it; publishing starts again from the last confirmed position.
+
+Crash between confirmation and checkpoint: the next active relay republishes from the checkpoint
+(up to `checkpoint_interval` worth of events, plus the pages in flight). NATS
 drops the copies by `Nats-Msg-Id` (= event id) within the stream's duplicate window; RabbitMQ has
 no broker-side de-duplication, so the worker runtime drops recently acked ids and the handler
 contract (checkpoint in the handler's transaction) absorbs the rest. Nothing is lost either way.
@@ -28,6 +35,7 @@ import asyncio
 import contextlib
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,7 +63,12 @@ class RelayOptions:
     name: str = "relay"
     """Checkpoint row and lock name: one active relay per name."""
     page_size: int = 1000
-    """Events read and published per batch (one checkpoint write per batch)."""
+    """Events read and published per batch."""
+    pipeline: int = 2
+    """Pages in flight at once: the next is sent while the previous one is confirmed."""
+    checkpoint_interval: float = 0.1
+    """Longest time between checkpoint writes while publishing (also written when caught up or
+    stopping). A crash republishes what was confirmed since (de-duplicated, see the module doc)."""
     idle_wait: float = 1.0
     """Longest sleep when caught up before re-reading (a lost notification costs at most this)."""
     standby_retry: float = 1.0
@@ -63,6 +76,17 @@ class RelayOptions:
     retry_base: float = 0.2
     retry_max: float = 5.0
     """Back-off after a failed publish or read: base * 2^(failures-1), at most retry_max."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A page being published: its first event's recorded_at (for the lag), last position, size."""
+
+    first_recorded_at: datetime
+    last: int
+    count: int
+    started: float
+    task: asyncio.Task[None]
 
 
 _by_registry: weakref.WeakKeyDictionary[MetricsRegistry, RelayMetrics] = weakref.WeakKeyDictionary()
@@ -88,7 +112,7 @@ class RelayMetrics:
                 ),
                 published=registry.counter("relay_published", "Events published and confirmed by the broker"),
                 leader=registry.gauge("relay_leader", "1 while this process is the active relay, 0 on standby"),
-                batch_seconds=registry.histogram("relay_batch_seconds", "Publish + checkpoint of one batch"),
+                batch_seconds=registry.histogram("relay_batch_seconds", "Publish of one batch, sent to confirmed"),
                 failures=registry.counter("relay_failures", "Failed relay batches (publish or read), retried"),
             )
         return found
@@ -115,11 +139,14 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._busy = False  # a batch is being published: a stop lets it finish
         self._lag_checked = 0.0
+        self._saved = 0  # the position last written to the checkpoint
+        self._saved_at = 0.0  # monotonic time of that write
         self.is_leader = False
         self.terms = 0
         """How many times this relay became the leader (a lost and retaken lock counts twice)."""
         self.position = 0
-        """The last position this relay published and checkpointed (inclusive)."""
+        """The last position this relay published and the broker confirmed (inclusive); the durable
+        checkpoint follows within `checkpoint_interval`, and is written up to it on stop."""
         self._log = get_logger("ledgerline.relay").bind(relay=self.options.name)
 
     @classmethod
@@ -188,6 +215,7 @@ class Relay:
         work = asyncio.create_task(self._publish_forever(), name="relay-publish")
         lost = asyncio.create_task(self._lock.wait_lost(), name="relay-lock-watch")
         stop = asyncio.create_task(self._stopping.wait())
+        done: set[asyncio.Task[None] | asyncio.Task[bool]] = set()
         try:
             done, _ = await asyncio.wait({work, lost, stop}, return_when=asyncio.FIRST_COMPLETED)
             if lost in done:
@@ -200,8 +228,26 @@ class Relay:
             for task in (work, lost, stop):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if lost not in done:  # with the lock lost, the new leader owns the checkpoint
+                await self._flush_checkpoint()
             await self._lock.release()
             self._set_leader(False)
+
+    async def _flush_checkpoint(self) -> None:
+        """Write what was confirmed and not yet checkpointed (graceful stop); bounded, best effort:
+        what is not written is republished and de-duplicated."""
+        if self.position <= self._saved:
+            return
+        try:
+            await asyncio.wait_for(self._save_checkpoint(), STOP_GRACE)
+        except Exception as err:
+            self._log.warning("relay_checkpoint_not_written", position=self.position, error=repr(err))
+
+    async def _save_checkpoint(self) -> None:
+        position = self.position
+        await self._checkpoint.save(position)
+        self._saved = max(self._saved, position)
+        self._saved_at = time.monotonic()
 
     def _set_leader(self, leading: bool) -> None:
         self.is_leader = leading
@@ -209,53 +255,75 @@ class Relay:
 
     async def _publish_forever(self) -> None:
         position = await self._load_checkpoint()
-        self.position = position
+        self.position = self._saved = position
+        self._saved_at = time.monotonic()
         self._log.info("relay_leading", from_position=position)
         failures = 0
-        page: list[RecordedEvent] | None = None
-        while not self._stopping.is_set():
-            try:
-                batch = page if page is not None else await self._store.read_all(position, self.options.page_size)
-                page = None
-                if not batch:
-                    await self._idle(position)
-                    continue
-                page = await self._publish(batch)
-                position = self.position
-                failures = 0
-            except Exception as err:  # broker or database trouble: retry the same batch after a pause
-                page = None
-                failures += 1
-                self._metrics.failures.inc()
-                delay = min(self.options.retry_max, self.options.retry_base * 2 ** (failures - 1))
-                self._log.warning("relay_batch_failed", position=position, failures=failures, error=repr(err))
-                await self._sleep_unless_stopping(delay)
-
-    async def _publish(self, batch: list[RecordedEvent]) -> list[RecordedEvent]:
-        """Publish and checkpoint `batch`; returns the next page, read while the broker confirmed."""
-        started = time.perf_counter()
-        self._metrics.lag_seconds.set(max(0.0, (datetime.now(UTC) - batch[0].recorded_at).total_seconds()))
-        last = batch[-1].position
-        ahead = asyncio.create_task(self._store.read_all(last, self.options.page_size))
-        self._busy = True
+        in_flight: deque[_Page] = deque()
+        read_after = position  # the last position read (published or in flight)
         try:
-            await self._publisher.publish_events(batch)
-            await self._checkpoint.save(last)
-        except BaseException:
-            ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await ahead
-            raise
+            while not self._stopping.is_set():
+                try:
+                    if len(in_flight) < self.options.pipeline:
+                        batch = await self._store.read_all(read_after, self.options.page_size)
+                        if batch:
+                            in_flight.append(self._send(batch))
+                            read_after = batch[-1].position
+                            continue
+                    if in_flight:
+                        await self._confirmed(in_flight.popleft())
+                        failures = 0
+                        continue
+                    await self._caught_up()
+                    await self._idle(self.position)
+                except Exception as err:  # broker or database trouble: retry from the last confirmed page
+                    await self._abandon(in_flight)
+                    read_after = self.position
+                    failures += 1
+                    self._metrics.failures.inc()
+                    delay = min(self.options.retry_max, self.options.retry_base * 2 ** (failures - 1))
+                    self._log.warning("relay_batch_failed", position=self.position, failures=failures, error=repr(err))
+                    await self._sleep_unless_stopping(delay)
+            # Stopping: the pages in hand may finish (_lead cancels this task once its grace has passed).
+            while in_flight:
+                await self._confirmed(in_flight.popleft())
+        except Exception as err:  # a page failed while stopping: it is republished by the next leader
+            self._log.warning("relay_batch_failed", position=self.position, failures=1, error=repr(err))
         finally:
-            self._busy = False
-        self.position = last
-        self._metrics.published.inc(len(batch))
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        next_page = await ahead
-        if not next_page:
-            self._metrics.lag_seconds.set(0)
-        await self._refresh_lag_events(last)
-        return next_page
+            await self._abandon(in_flight)
+
+    def _send(self, batch: list[RecordedEvent]) -> _Page:
+        self._busy = True
+        task = asyncio.create_task(self._publisher.publish_events(batch), name="relay-page")
+        return _Page(batch[0].recorded_at, batch[-1].position, len(batch), time.perf_counter(), task)
+
+    async def _confirmed(self, page: _Page) -> None:
+        """Wait for `page` (the oldest in flight) to be confirmed; move the position and maybe the checkpoint."""
+        self._metrics.lag_seconds.set(max(0.0, (datetime.now(UTC) - page.first_recorded_at).total_seconds()))
+        await page.task
+        self.position = page.last
+        self._busy = False
+        self._metrics.published.inc(page.count)
+        self._metrics.batch_seconds.observe(time.perf_counter() - page.started)
+        if time.monotonic() - self._saved_at >= self.options.checkpoint_interval:
+            await self._save_checkpoint()
+        await self._refresh_lag_events(page.last)
+
+    async def _caught_up(self) -> None:
+        self._busy = False
+        if self.position > self._saved:
+            await self._save_checkpoint()
+
+    async def _abandon(self, in_flight: deque[_Page]) -> None:
+        """Cancel the pages still in flight (they are republished from the last confirmed position)."""
+        pages = list(in_flight)
+        in_flight.clear()
+        for page in pages:
+            page.task.cancel()
+        for page in pages:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await page.task
+        self._busy = False
 
     async def _idle(self, position: int) -> None:
         self._metrics.lag_events.set(0)

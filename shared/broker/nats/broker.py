@@ -38,6 +38,8 @@ PUBLISH_WINDOW = 256
 # How long a publish waits for the server's ack (or for room in the window) before it fails.
 PUBLISH_TIMEOUT = 10.0
 
+_Pending = tuple[RecordedEvent, str, "asyncio.Future[api.PubAck]"]
+
 
 class _NatsSubscription:
     def __init__(self, sub: NatsSubscription) -> None:
@@ -61,6 +63,9 @@ class NatsBroker:
         self._partitions = partitions
         self._source = source
         self._multi_filter = supports_filter_subjects(nc)
+        # Concurrent publish_events calls (the relay's pipeline) send one after the other, each
+        # call's events in order, so the stream stores them in call order; confirms overlap.
+        self._send_lock = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -90,8 +95,14 @@ class NatsBroker:
     async def publish_events(self, events: Sequence[RecordedEvent]) -> None:
         """Publish all with up to PUBLISH_WINDOW acks in flight, then wait for every ack.
 
-        One connection sends them in order, so the stream stores them in order."""
-        pending: list[tuple[RecordedEvent, str, asyncio.Future[api.PubAck]]] = []
+        One connection sends them in order, so the stream stores them in order. Concurrent calls
+        send one after the other (FIFO) and wait for their acks side by side."""
+        async with self._send_lock:
+            pending = await self._send(events)
+        await self._confirm(pending, len(events))
+
+    async def _send(self, events: Sequence[RecordedEvent]) -> list[_Pending]:
+        pending: list[_Pending] = []
         # One timer for the whole send loop (a full window waits for acks); assumes >= 1,000 events/s.
         budget = PUBLISH_TIMEOUT + len(events) / 1000
         try:
@@ -109,9 +120,9 @@ class NatsBroker:
                 future.cancel()
             e = events[len(pending)]
             raise PublishFailed(str(e.event_id), self.names.stream, repr(err), 0, len(events)) from err
-        await self._confirm(pending, len(events))
+        return pending
 
-    async def _confirm(self, pending: list[tuple[RecordedEvent, str, asyncio.Future[api.PubAck]]], total: int) -> None:
+    async def _confirm(self, pending: list[_Pending], total: int) -> None:
         futures = [future for _, _, future in pending]
         _, not_done = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT)
         for future in not_done:

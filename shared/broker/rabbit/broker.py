@@ -50,6 +50,10 @@ class RabbitBroker:
         self._source = source
         self._publish_channel: AbstractChannel | None = None
         self._ephemeral_channel: AbstractChannel | None = None
+        # One window for every call, and concurrent calls (the relay's pipeline) send one after the
+        # other (FIFO), so the frames leave in call order and confirms of two calls overlap.
+        self._window = asyncio.Semaphore(PUBLISH_WINDOW)
+        self._send_lock = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -83,24 +87,26 @@ class RabbitBroker:
     async def publish_events(self, events: Sequence[RecordedEvent]) -> None:
         """Publish in order with up to PUBLISH_WINDOW unconfirmed, then wait for every confirm.
 
-        Tasks start in order and aiormq's channel lock is FIFO, so the frames leave in event order."""
+        Tasks start in order and aiormq's channel lock is FIFO, so the frames leave in event order;
+        concurrent calls send one after the other and wait for their confirms side by side."""
         exchange = await self._channel().get_exchange(self.names.exchange, ensure=False)
-        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        window = self._window
         tasks: list[asyncio.Task[object]] = []
-        for e in events:
-            await window.acquire()
-            key = self.names.routing_key(e.type, partition_of(e.stream_id, self._partitions))
-            message = aio_pika.Message(
-                to_cloudevent_bytes(e, self._source, self._partitions),
-                content_type=CONTENT_TYPE,
-                message_id=str(e.event_id),
-                type=e.type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            )
-            # Not mandatory: an event no queue is bound to yet is dropped, as RabbitMQ keeps no history.
-            task = asyncio.create_task(exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT))
-            task.add_done_callback(lambda _: window.release())
-            tasks.append(task)
+        async with self._send_lock:
+            for e in events:
+                await window.acquire()
+                key = self.names.routing_key(e.type, partition_of(e.stream_id, self._partitions))
+                message = aio_pika.Message(
+                    to_cloudevent_bytes(e, self._source, self._partitions),
+                    content_type=CONTENT_TYPE,
+                    message_id=str(e.event_id),
+                    type=e.type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                )
+                # Not mandatory: an event no queue is bound to yet is dropped, as RabbitMQ keeps no history.
+                task = asyncio.create_task(exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT))
+                task.add_done_callback(lambda _: window.release())
+                tasks.append(task)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for confirmed, (e, result) in enumerate(zip(events, results, strict=True)):
             if isinstance(result, BaseException):
