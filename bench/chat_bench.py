@@ -126,7 +126,7 @@ async def send_all(http: httpx.AsyncClient, user: str, conversation_id: str, cou
         while True:
             began = time.perf_counter()
             r = await http.post(path, headers=headers, json=body)
-            if r.status_code != 409:  # a conflict is retried with the same client_msg_id
+            if r.status_code not in (409, 503):  # retried with the same client_msg_id, as a client does
                 break
         r.raise_for_status()
         lat.append(time.perf_counter() - began)
@@ -159,10 +159,12 @@ async def accepted(http: httpx.AsyncClient, messages: int) -> dict[str, Any]:
     prober = asyncio.create_task(probe(http, stop, seen))
     began = time.perf_counter()
     per = max(1, messages // CLIENTS)
-    await asyncio.gather(*(send_all(http, f"c{i}", c, per, lat) for i, c in enumerate(pairs)))
-    seconds = time.perf_counter() - began
-    stop.set()
-    await prober
+    try:
+        await asyncio.gather(*(send_all(http, f"c{i}", c, per, lat) for i, c in enumerate(pairs)))
+    finally:
+        seconds = time.perf_counter() - began
+        stop.set()
+        await prober
     return {
         "msgs_per_s": round(len(lat) / seconds),
         "send_p50_ms": pct(lat, 0.5),
