@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench schemas docs clean
+.PHONY: install run test lint format bench schemas docs openapi clean
 
 # Reinstall when the venv is missing or pyproject.toml / requirements.lock changed since the last install.
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +35,9 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m shared.events.schema_export
+
+openapi: $(STAMP)
+	$(BIN)/python -m services.gateway.openapi_export
 
 docs: $(STAMP)
 	$(BIN)/python -m shared.config_doc

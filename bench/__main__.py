@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MODULES = ("store_bench", "broker_bench", "pipeline_bench")
+MODULES = ("store_bench", "broker_bench", "pipeline_bench", "chat_bench")
 BENCH_DIR = Path(__file__).resolve().parent
 
 
