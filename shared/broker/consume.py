@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared.broker.port import ConsumerSpec, ConsumingBroker, Delivery
+from shared.broker.port import ConsumerSpec, ConsumingBroker, Delivery, PartitionConsumer
 from shared.broker.worker_metrics import WorkerMetrics
 from shared.events.envelope import RecordedEvent
 from shared.logging import get_logger
@@ -83,6 +83,7 @@ class PartitionRunner:
         self._lease_valid = lease_valid
         self._fetch_wait = fetch_wait
         self._recent = _RecentIds(dedup_window)
+        self._consumer: PartitionConsumer | None = None
         self.stopping = asyncio.Event()
         self._log = get_logger("ledgerline.worker").bind(kind=spec.kind, partition=spec.partition)
 
@@ -90,7 +91,7 @@ class PartitionRunner:
         return not self.stopping.is_set() and self._lease_valid()
 
     async def run(self) -> None:
-        consumer = await self._broker.open_consumer(self.spec)
+        consumer = self._consumer = await self._broker.open_consumer(self.spec)
         lag = self._metrics.lag.labels(self.spec.kind, str(self.spec.partition))
         try:
             while self._may_continue():
@@ -190,8 +191,12 @@ class PartitionRunner:
             self._metrics.handler_seconds.labels(kind).observe(time.perf_counter() - started)
 
     async def _ack_all(self, handled: list[tuple[Delivery, RecordedEvent]]) -> None:
-        for d, event in handled:
-            await d.ack()
+        if self._consumer is not None:
+            await self._consumer.ack_all([d for d, _ in handled])  # one frame where the broker allows
+        else:
+            for d, _ in handled:
+                await d.ack()
+        for _, event in handled:
             self._recent.add(event.event_id)
         self._metrics.handled.labels(self.spec.kind).inc(len(handled))
 

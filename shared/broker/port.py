@@ -93,6 +93,11 @@ class PartitionConsumer(Protocol):
         """Up to `max_messages` in order; an empty list when none came within `wait` seconds."""
         ...
 
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack every one of `deliveries` (fetched here, in fetch order), with as few frames as the
+        broker allows; the same as acking each in turn."""
+        ...
+
     async def lag(self) -> int | None:
         """Messages waiting in this partition (None when unknown)."""
         ...

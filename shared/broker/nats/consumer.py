@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import nats.errors
@@ -78,6 +78,12 @@ class NatsPartitionConsumer:
                 continue
             out.append(NatsDelivery(self, msg))
         return out
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        # Explicit-ack consumers take one ack per message (AckPolicy.ALL cannot be set on an
+        # existing durable); each ack is a buffered publish without a reply to wait for.
+        for d in deliveries:
+            await d.ack()
 
     def _wanted(self, subject: str) -> bool:
         types = self._spec.types

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 import aio_pika
 import aiormq.exceptions
@@ -41,11 +42,17 @@ class RabbitDelivery:
         except InvalidCloudEvent as err:
             self.decode_error = str(err)
 
+    @property
+    def message(self) -> AbstractIncomingMessage:
+        return self._msg
+
     async def ack(self) -> None:
         await self._msg.ack()
+        self._consumer.settled(self._msg)
 
     async def release(self) -> None:
         await self._msg.nack(requeue=True)
+        self._consumer.settled(self._msg)
 
     async def in_progress(self) -> None:
         """RabbitMQ has no per-message ack timer (only the channel-wide consumer_timeout, 30 min)."""
@@ -53,7 +60,7 @@ class RabbitDelivery:
     async def dead_letter(self, error: str) -> None:
         await self._consumer.store_dead_letter(self._msg, self.event, self.deliveries, error)
         # Ack only once the dead letter is confirmed: a crash in between redelivers it instead.
-        await self._msg.ack()
+        await self.ack()
 
 
 class RabbitPartitionConsumer:
@@ -66,6 +73,9 @@ class RabbitPartitionConsumer:
         self._tag: str | None = None
         self._lag: int | None = None
         self._lag_read_at = 0.0
+        # Delivery tags handed out by fetch and not yet acked or released, per channel (a recovered
+        # connection numbers its deliveries afresh): what a multiple ack must not cover by mistake.
+        self._unsettled: dict[object, set[int]] = {}
 
     async def start(self) -> None:
         self._tag = await self._queue.consume(self._buffer.put)
@@ -78,7 +88,40 @@ class RabbitPartitionConsumer:
         msgs = [first]
         while len(msgs) < max_messages and not self._buffer.empty():
             msgs.append(self._buffer.get_nowait())
+        for m in msgs:
+            if m.delivery_tag is not None:
+                self._unsettled.setdefault(m.channel, set()).add(m.delivery_tag)
         return [RabbitDelivery(self, m) for m in msgs]
+
+    def settled(self, msg: AbstractIncomingMessage) -> None:
+        tags = self._unsettled.get(msg.channel)
+        if tags is not None and msg.delivery_tag is not None:
+            tags.discard(msg.delivery_tag)
+            if not tags:
+                del self._unsettled[msg.channel]
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """One `basic.ack` with `multiple` for the last tag when that covers exactly `deliveries`
+        (every unsettled tag up to it is one of them, all on one channel); else one ack each. A
+        quorum queue settles a multiple ack as one Raft command instead of one per message."""
+        msgs = [d.message for d in deliveries if isinstance(d, RabbitDelivery)]
+        if len(msgs) > 1 and len(msgs) == len(deliveries) and self._covers_exactly(msgs):
+            last = max(msgs, key=lambda m: m.delivery_tag or 0)
+            await last.ack(multiple=True)
+            for m in msgs:
+                self.settled(m)
+            return
+        for d in deliveries:
+            await d.ack()
+
+    def _covers_exactly(self, msgs: list[AbstractIncomingMessage]) -> bool:
+        channel = msgs[0].channel
+        tags = {m.delivery_tag for m in msgs if m.channel is channel}
+        if len(tags) != len(msgs) or None in tags:
+            return False
+        top = max(t for t in tags if t is not None)
+        below = {t for t in self._unsettled.get(channel, ()) if t <= top}
+        return below == tags
 
     async def lag(self) -> int | None:
         now = time.monotonic()
