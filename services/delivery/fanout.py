@@ -1,0 +1,160 @@
+"""The delivery handler: apply a batch to the membership view, commit with the checkpoint, then
+publish the frames on the ephemeral path and hand offline recipients to the notifier.
+
+Frames are published after the commit, so a redelivered batch (at or below the checkpoint) publishes
+nothing twice; a crash between commit and publish loses those frames, which the client's resync
+recovers (realtime frames are at most once; docs/realtime.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.delivery import frames as domain
+from services.delivery.frames import Marks, Members, Outgoing
+from services.delivery.realtime import encode, user_subject
+from services.delivery.tables import checkpoints, members
+from shared.events.envelope import RecordedEvent
+from shared.events.partition import partition_of
+from shared.logging import get_logger
+from shared.metrics import MetricsRegistry
+
+log = get_logger(__name__)
+
+CONVERSATION_TYPES = frozenset(
+    {
+        "ConversationStarted",
+        "MemberAdded",
+        "MemberRemoved",
+        "ConversationDetailsChanged",
+        "MessageSent",
+        "MessageEdited",
+        "MessageRetracted",
+        "Delivered",
+        "Read",
+    }
+)
+
+
+class EphemeralPublisher(Protocol):
+    async def publish_ephemeral(self, subject: str, data: bytes) -> None: ...
+
+
+OfflineSink = Callable[[Outgoing], Awaitable[None]]
+"""Gets every outgoing frame that has offline candidates (the notifier decides who is offline)."""
+
+
+@dataclass(slots=True)
+class _View:
+    loaded: dict[str, Members] = field(default_factory=dict)
+    existing: set[tuple[str, str]] = field(default_factory=set)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Fanout:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        partitions: int,
+        publisher: EphemeralPublisher,
+        metrics: MetricsRegistry,
+        offline: OfflineSink | None = None,
+    ) -> None:
+        self._engine = engine
+        self._partitions = partitions
+        self._publisher = publisher
+        self._offline = offline
+        self._frames = metrics.counter("delivery_frames", "Realtime frames published, by frame type", ["type"])
+        self._lag = metrics.histogram(
+            "delivery_commit_to_publish_seconds", "From the event's record time to its frames' publication"
+        )
+
+    async def handle(self, batch: list[RecordedEvent]) -> None:
+        outgoing = await self._apply(batch)
+        for out, recorded_at in outgoing:
+            await self._publish(out)
+            if recorded_at is not None:
+                self._lag.observe(max(0.0, time.time() - recorded_at))
+            if self._offline is not None and out.offline_candidates:
+                await self._offline(out)
+
+    async def _apply(self, batch: list[RecordedEvent]) -> list[tuple[Outgoing, float | None]]:
+        out: list[tuple[Outgoing, float | None]] = []
+        async with self._engine.begin() as conn:
+            done = await self._checkpoints(conn, {self._partition(e) for e in batch})
+            fresh = [e for e in batch if e.position > done[self._partition(e)]]
+            view = _View()
+            await self._load(conn, view, {_conversation(e) for e in fresh if e.type in CONVERSATION_TYPES})
+            for event in fresh:
+                if event.type not in CONVERSATION_TYPES:
+                    continue
+                conversation = _conversation(event)
+                group = view.loaded.setdefault(conversation, {})
+                before = {u: (m.active, m.delivered_seq, m.read_seq) for u, m in group.items()}
+                at = event.recorded_at.timestamp()
+                out.extend((o, at) for o in domain.apply(event, group))
+                view.dirty.update((conversation, u) for u, m in group.items() if before.get(u) != _key(m))
+            await self._save(conn, view)
+            for event in fresh:
+                p = self._partition(event)
+                done[p] = max(done[p], event.position)
+            await self._save_checkpoints(conn, done)
+        return out
+
+    def _partition(self, event: RecordedEvent) -> int:
+        return partition_of(event.stream_id, self._partitions)
+
+    async def _checkpoints(self, conn: AsyncConnection, parts: Iterable[int]) -> dict[int, int]:
+        wanted = set(parts)
+        rows = await conn.execute(select(checkpoints).where(checkpoints.c.partition.in_(wanted)))
+        found = {r.partition: r.position for r in rows}
+        for p in wanted - found.keys():
+            await conn.execute(checkpoints.insert().values(partition=p, position=0))
+            found[p] = 0
+        return found
+
+    async def _save_checkpoints(self, conn: AsyncConnection, done: dict[int, int]) -> None:
+        for p, position in done.items():
+            await conn.execute(update(checkpoints).where(checkpoints.c.partition == p).values(position=position))
+
+    async def _load(self, conn: AsyncConnection, view: _View, conversations: set[str]) -> None:
+        if not conversations:
+            return
+        rows = await conn.execute(select(members).where(members.c.conversation_id.in_(conversations)))
+        for r in rows:
+            view.loaded.setdefault(r.conversation_id, {})[r.user_id] = Marks(r.active, r.delivered_seq, r.read_seq)
+            view.existing.add((r.conversation_id, r.user_id))
+
+    async def _save(self, conn: AsyncConnection, view: _View) -> None:
+        for conversation, user in sorted(view.dirty):
+            m = view.loaded[conversation][user]
+            values = {"active": m.active, "delivered_seq": m.delivered_seq, "read_seq": m.read_seq}
+            if (conversation, user) in view.existing:
+                where = (members.c.conversation_id == conversation) & (members.c.user_id == user)
+                await conn.execute(update(members).where(where).values(**values))
+            else:
+                await conn.execute(members.insert().values(conversation_id=conversation, user_id=user, **values))
+
+    async def _publish(self, out: Outgoing) -> None:
+        data = encode(out.frame)
+        for user in out.recipients:
+            try:
+                await self._publisher.publish_ephemeral(user_subject(user), data)
+            except Exception as e:  # ephemeral: a lost frame is recovered by the client's resync
+                log.warning("frame_publish_failed", user=user, type=out.frame["type"], error=repr(e))
+                return
+        self._frames.labels(str(out.frame["type"])).inc(len(out.recipients))
+
+
+def _conversation(event: RecordedEvent) -> str:
+    return str(event.payload["conversation_id"])
+
+
+def _key(m: Marks) -> tuple[bool, int, int]:
+    return (m.active, m.delivered_seq, m.read_seq)

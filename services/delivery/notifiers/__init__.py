@@ -1,0 +1,1 @@
+"""Offline notifications: the Notifier port, the batching dispatcher and the adapters (webhook)."""
