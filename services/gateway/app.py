@@ -32,6 +32,7 @@ from services.gateway.limits import BodyLimit
 from services.gateway.problems import install_gateway_problems
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import v1_router
+from services.gateway.ws import ws_router
 from shared.broker.port import ConsumingBroker
 from shared.config import Settings
 from shared.logging import get_logger
@@ -100,6 +101,7 @@ def create_app(
     install_gateway_problems(app)
     app.add_middleware(BodyLimit)
     app.include_router(v1_router())
+    app.include_router(ws_router())  # GET /v1/ws, realtime (docs/realtime.md)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz_endpoint(readiness), methods=["GET"], include_in_schema=False)
     app.add_api_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
