@@ -108,8 +108,9 @@ class NatsBroker:
         try:
             async with asyncio.timeout(budget):
                 for e in events:
-                    subject = self.names.event_subject(e.type, partition_of(e.stream_id, self._partitions))
-                    body = to_cloudevent_bytes(e, self._source, self._partitions)
+                    p = partition_of(e.stream_id, self._partitions)
+                    subject = self.names.event_subject(e.type, p)
+                    body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
                     headers = {"Nats-Msg-Id": str(e.event_id), "Content-Type": CONTENT_TYPE}
                     # No wait_stall: nats-py would wrap every window wait in asyncio.wait_for (a task
                     # per event, measured at a third of the rate); the timer above bounds the loop.

@@ -95,9 +95,10 @@ class RabbitBroker:
         async with self._send_lock:
             for e in events:
                 await window.acquire()
-                key = self.names.routing_key(e.type, partition_of(e.stream_id, self._partitions))
+                p = partition_of(e.stream_id, self._partitions)
+                key = self.names.routing_key(e.type, p)
                 message = aio_pika.Message(
-                    to_cloudevent_bytes(e, self._source, self._partitions),
+                    to_cloudevent_bytes(e, self._source, self._partitions, partition=p),
                     content_type=CONTENT_TYPE,
                     message_id=str(e.event_id),
                     type=e.type,
