@@ -10,27 +10,25 @@ Why group commit: serialized appends cost one transaction each (~8,000/s here). 
 per process drains whatever appends are queued (up to `max_events` / `max_bytes`), writes them in one
 transaction with one executemany, and answers each caller. It never waits for more to arrive: a timer
 window that always waits cost ~40% in the prototype. Across processes (gateway and tickets both
-append) the lock above still serializes the batches.
+append) the lock above still serializes the batches. The batch's I/O is in shared/store/batch_io.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import psycopg
 
 from shared.events.envelope import NewEvent
 from shared.logging import get_logger
-from shared.store.engine import RawJson
+from shared.store.batch_io import NOTIFY_CHANNEL, BatchIO, Row, Stored
 from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes
 from shared.store.port import (
     ANY,
@@ -41,13 +39,8 @@ from shared.store.port import (
     StoreUnavailable,
     WrongExpectedVersion,
 )
-from shared.store.tables import events
 
 log = get_logger(__name__)
-
-# pg_advisory_xact_lock key: "LDGRLINE" as an int64, so it cannot collide with an unrelated app's lock.
-APPEND_LOCK_KEY = 0x4C44_4752_4C49_4E45
-NOTIFY_CHANNEL = "ledgerline_events"
 
 
 @dataclass(slots=True)
@@ -88,7 +81,7 @@ class _BatchState:
     hash: str
     versions: dict[str, int]
     stored: dict[uuid.UUID, tuple[str, int, int]]  # event id -> (stream, version, position)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     answers: list[tuple[AppendRequest, AppendResult | BaseException]] = field(default_factory=list)
     started: float = 0.0
 
@@ -98,14 +91,13 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        io: BatchIO,
         *,
         max_events: int = 256,
         max_bytes: int = 256 * 1024,
         on_commit: Callable[[int, int, float], None] | None = None,
     ) -> None:
-        self._engine = engine
-        self._sqlite = engine.dialect.name == "sqlite"
+        self._io = io
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._queue: asyncio.Queue[AppendRequest] = asyncio.Queue()
@@ -124,6 +116,7 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._io.close()
 
     async def _run(self) -> None:
         while True:
@@ -142,7 +135,7 @@ class GroupCommitWriter:
         try:
             state = await self._write_txn(batch)
             state.started = started
-        except (DBAPIError, SQLAlchemyError, OSError) as e:
+        except (psycopg.Error, sqlite3.Error, OSError) as e:
             log.warning("append_batch_failed", error=str(e), requests=len(batch))
             self._fail(batch, StoreUnavailable(f"the event store could not append: {e}"))
             return
@@ -171,52 +164,21 @@ class GroupCommitWriter:
             self._on_commit(state.position, len(state.rows), time.perf_counter() - state.started)
 
     async def _write_txn(self, batch: list[AppendRequest]) -> _BatchState:
-        async with self._engine.connect() as conn:
-            if self._sqlite:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
-                if not self._sqlite:
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY})
-                state = await self._load_state(conn, batch)
-                recorded_at = datetime.now(UTC)
-                for request in batch:
-                    state.answers.append((request, self._assign(state, request, recorded_at)))
-                if state.rows:
-                    await conn.execute(insert(events), state.rows)
-                    if not self._sqlite:
-                        await conn.execute(
-                            text("SELECT pg_notify(:channel, :head)"),
-                            {"channel": NOTIFY_CHANNEL, "head": str(state.position)},
-                        )
-        return state
+        planned: list[_BatchState] = []
 
-    async def _load_state(self, conn: AsyncConnection, batch: list[AppendRequest]) -> _BatchState:
-        """Head, current versions of the batch's streams, and which of its event ids are stored: 3 reads."""
-        head = (
-            await conn.execute(select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1))
-        ).first()
-        stream_ids = {r.stream_id for r in batch}
-        version_rows = await conn.execute(
-            select(events.c.stream_id, func.max(events.c.stream_version))
-            .where(events.c.stream_id.in_(stream_ids))
-            .group_by(events.c.stream_id)
-        )
-        versions: dict[str, int] = {stream_id: version for stream_id, version in version_rows}
+        def plan(head_position: int, head_hash: str | None, versions: dict[str, int], stored: Stored) -> list[Row]:
+            # Runs inside the transaction, under the append lock (on SQLite on the writer's thread).
+            state = _BatchState(head_position, head_hash or GENESIS_HASH, versions, stored)
+            recorded_at = datetime.now(UTC)
+            for request in batch:
+                state.answers.append((request, self._assign(state, request, recorded_at)))
+            planned[:] = [state]
+            return state.rows
+
+        stream_ids = list({r.stream_id: None for r in batch})
         event_ids = [p.new.event_id for r in batch for p in r.events]
-        stored = {
-            row.event_id: (row.stream_id, row.stream_version, row.position)
-            for row in await conn.execute(
-                select(events.c.event_id, events.c.stream_id, events.c.stream_version, events.c.position).where(
-                    events.c.event_id.in_(event_ids)
-                )
-            )
-        }
-        return _BatchState(
-            position=head.position if head else 0,
-            hash=head.hash if head else GENESIS_HASH,
-            versions=versions,
-            stored=stored,
-        )
+        await self._io.write_batch(stream_ids, event_ids, plan)
+        return planned[0]
 
     def _assign(self, state: _BatchState, request: AppendRequest, recorded_at: datetime) -> AppendResult | StoreError:
         """Check one request against the state so far; on success add its rows and advance the state."""
@@ -264,23 +226,23 @@ class GroupCommitWriter:
         )
         digest = chain_hash(state.hash, envelope, prepared.metadata, prepared.payload)
         state.rows.append(
-            {
-                "position": state.position,
-                "stream_id": stream_id,
-                "stream_version": version,
-                "event_id": new.event_id,
-                "type": new.type,
-                "schema_version": new.schema_version,
-                "occurred_at": new.occurred_at,
-                "recorded_at": recorded_at,
-                "actor": new.actor,
-                "correlation_id": new.correlation_id,
-                "causation_id": new.causation_id,
-                "payload": RawJson(prepared.payload),
-                "metadata": RawJson(prepared.metadata),
-                "prev_hash": state.hash,
-                "hash": digest,
-            }
+            (
+                state.position,
+                stream_id,
+                version,
+                new.event_id,
+                new.type,
+                new.schema_version,
+                new.occurred_at,
+                recorded_at,
+                new.actor,
+                new.correlation_id,
+                new.causation_id,
+                prepared.payload,
+                prepared.metadata,
+                state.hash,
+                digest,
+            )
         )
         return digest
 

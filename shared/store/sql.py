@@ -4,11 +4,13 @@ append lock and the wake-up mechanism, both explained where they live)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +18,7 @@ from shared.events.envelope import NewEvent, RecordedEvent
 from shared.metrics import MetricsRegistry
 from shared.store import reads
 from shared.store.append import GroupCommitWriter, prepare
+from shared.store.batch_io import BatchIO, PgBatchIO, SqliteBatchIO
 from shared.store.engine import create_engine
 from shared.store.hashing import GENESIS_HASH
 from shared.store.notify import HeadSignal, PgListener
@@ -51,7 +54,7 @@ class SqlEventStore:
             )
             self._append_seconds = metrics.histogram("append_batch_seconds", "Duration of one append batch")
         self._writer = GroupCommitWriter(
-            engine, max_events=max_batch_events, max_bytes=max_batch_bytes, on_commit=self._committed
+            self._batch_io(), max_events=max_batch_events, max_bytes=max_batch_bytes, on_commit=self._committed
         )
 
     @classmethod
@@ -72,18 +75,26 @@ class SqlEventStore:
         return await self._writer.submit(prepare(stream_id, events, expected_version))
 
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
-        return await self._read(reads.stream_from(stream_id, from_version, limit))
+        if self._sqlite:
+            return await self._read_raw(reads.SQLITE_STREAM_FROM, (stream_id, from_version, limit or -1))
+        return await self._read_raw(reads.PG_STREAM_FROM, (stream_id, from_version, limit))
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return await self._read(reads.all_after(after_position, limit))
+        sql = reads.SQLITE_ALL_AFTER if self._sqlite else reads.PG_ALL_AFTER
+        return await self._read_raw(sql, (after_position, limit))
 
-    async def _read(self, query: Select[Any]) -> list[RecordedEvent]:
+    async def _read_raw(self, sql: str, params: tuple[object, ...]) -> list[RecordedEvent]:
+        """One query on the driver connection of a pooled SQLAlchemy connection (see reads.py)."""
         try:
             async with self.engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except (DBAPIError, SQLAlchemyError, OSError) as e:
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                cursor = await driver.execute(sql, params)
+                rows = await cursor.fetchall()
+        except (DBAPIError, SQLAlchemyError, OSError, psycopg.Error, sqlite3.Error) as e:
             raise StoreUnavailable(f"the event store could not be read: {e}") from e
-        return reads.to_recorded(rows)
+        if self._sqlite:
+            return reads.sqlite_rows_to_recorded(rows)
+        return reads.pg_rows_to_recorded(rows)
 
     async def head(self) -> Head:
         try:
@@ -115,6 +126,14 @@ class SqlEventStore:
             if await self._signal.wait_beyond(after_position, min(poll, remaining)):
                 return self._signal.known_head
             await self.head()  # the poll: advances the signal when another process appended
+
+    def _batch_io(self) -> BatchIO:
+        if self._sqlite:
+            database = self.engine.url.database
+            if not database or database == ":memory:":
+                raise ValueError("the event store needs a SQLite file, not an in-memory database")
+            return SqliteBatchIO(database)
+        return PgBatchIO(self._libpq_url())
 
     def _libpq_url(self) -> str:
         url = self.engine.url.set(drivername="postgresql")

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes
-from shared.store.reads import all_after
+from shared.store.sql import SqlEventStore
 from shared.store.tables import events
 
 Progress = Callable[[int, int], None]
@@ -40,9 +40,9 @@ async def verify_chain(engine: AsyncEngine, *, page_size: int = 5000, progress: 
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(events))).scalar_one()
     expected_position, prev_hash, checked = 1, GENESIS_HASH, 0
+    store = SqlEventStore(engine)  # its fast read path; the engine stays the caller's
     while True:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(all_after(expected_position - 1, page_size))).all()
+        rows = await store.read_all(expected_position - 1, page_size)
         for row in rows:
             problem = _check(row, expected_position, prev_hash)
             if problem is not None:
