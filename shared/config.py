@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     max_text_length: int = Field(16_000, ge=1, le=16_000, description="Longest message text, in characters")
     max_file_size: int = Field(100 * 1024 * 1024, ge=1, description="Largest uploaded file, in bytes")
     rate_limit_per_minute: int = Field(1200, ge=0, description="Requests per user per minute; 0 turns it off")
+    notify_webhook_url: str | None = Field(
+        None, description="Offline notifications: the host system's webhook URL (needs the secret too)"
+    )
+    notify_webhook_secret: str | None = Field(
+        None, description="Offline notifications: HMAC-SHA256 key signing each webhook body"
+    )
+    notify_batch_seconds: float = Field(
+        2.0, gt=0, le=300, description="Offline notifications: seconds a user's notifications are batched"
+    )
 
     @field_validator("database_url", "broker_url")
     @classmethod

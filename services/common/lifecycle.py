@@ -128,6 +128,7 @@ async def serve_http(
         log_config=None,  # records go through the service's structlog set-up
         access_log=False,  # health probes every few seconds would drown the useful lines
         lifespan="on",
+        ws="websockets-sansio",  # uvicorn's "auto" picks its legacy websockets protocol, deprecated in websockets 17
         timeout_graceful_shutdown=max(1, int(grace)),
     )
     server = _Server(config)
