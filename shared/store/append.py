@@ -29,7 +29,7 @@ import psycopg
 from shared.events.envelope import NewEvent
 from shared.logging import get_logger
 from shared.store.batch_io import NOTIFY_CHANNEL, BatchIO, Row, Stored
-from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes
+from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes, format_time
 from shared.store.port import (
     ANY,
     AppendResult,
@@ -84,6 +84,7 @@ class _BatchState:
     rows: list[Row] = field(default_factory=list)
     answers: list[tuple[AppendRequest, AppendResult | BaseException]] = field(default_factory=list)
     started: float = 0.0
+    recorded_text: str = ""
 
 
 class GroupCommitWriter:
@@ -170,6 +171,7 @@ class GroupCommitWriter:
             # Runs inside the transaction, under the append lock (on SQLite on the writer's thread).
             state = _BatchState(head_position, head_hash or GENESIS_HASH, versions, stored)
             recorded_at = datetime.now(UTC)
+            state.recorded_text = format_time(recorded_at)
             for request in batch:
                 state.answers.append((request, self._assign(state, request, recorded_at)))
             planned[:] = [state]
@@ -211,6 +213,7 @@ class GroupCommitWriter:
     @staticmethod
     def _add_row(state: _BatchState, stream_id: str, version: int, prepared: _Prepared, recorded_at: datetime) -> str:
         new = prepared.new
+        occurred_text = format_time(new.occurred_at)
         envelope = envelope_bytes(
             position=state.position,
             stream_id=stream_id,
@@ -218,8 +221,8 @@ class GroupCommitWriter:
             event_id=new.event_id,
             type_=new.type,
             schema_version=new.schema_version,
-            occurred_at=new.occurred_at,
-            recorded_at=recorded_at,
+            occurred_at=occurred_text,
+            recorded_at=state.recorded_text,
             actor=new.actor,
             correlation_id=new.correlation_id,
             causation_id=new.causation_id,
@@ -242,6 +245,8 @@ class GroupCommitWriter:
                 prepared.metadata,
                 state.hash,
                 digest,
+                occurred_text,
+                state.recorded_text,
             )
         )
         return digest

@@ -22,13 +22,11 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
 
 from shared.store.engine import SQLITE_BUSY_TIMEOUT_MS
-from shared.store.hashing import format_time
 
 NOTIFY_CHANNEL = "ledgerline_events"
 # pg_advisory_xact_lock key: "LDGRLINE" as an int64, so it cannot collide with an unrelated app's lock.
@@ -37,10 +35,12 @@ APPEND_LOCK_KEY = 0x4C44_4752_4C49_4E45
 Row = tuple[Any, ...]
 """One event row in column order: position, stream_id, stream_version, event_id, type, schema_version,
 occurred_at, recorded_at, actor, correlation_id, causation_id, payload (bytes), metadata (bytes),
-prev_hash, hash."""
+prev_hash, hash; then occurred_at and recorded_at as the hash's ISO-8601 text (SQLite stores that text)."""
 Stored = dict[uuid.UUID, tuple[str, int, int]]
 Planner = Callable[[int, str | None, dict[str, int], Stored], list[Row]]
 """(head position, head hash or None when empty, stream versions, stored ids) -> rows to insert."""
+
+VERSION_CACHE_MAX = 100_000  # streams; a cleared cache only costs one indexed query per stream
 
 COLUMNS = (
     "position, stream_id, stream_version, event_id, type, schema_version, occurred_at, recorded_at, "
@@ -107,7 +107,7 @@ class PgBatchIO:
 
 
 def _pg_params(row: Row) -> Row:
-    return (*row[:11], row[11].decode(), row[12].decode(), row[13], row[14])
+    return (*row[:11], row[11].decode(), row[12].decode(), row[13], row[14])  # the ISO texts are not sent
 
 
 class SqliteBatchIO:
@@ -118,6 +118,10 @@ class SqliteBatchIO:
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        # Stream versions as of `_cached_head`: valid for the next batch when the head is still ours
+        # (no other process appended in between), which spares one query per stream per batch.
+        self._versions: dict[str, int] = {}
+        self._cached_head = -1
         # One thread owns the connection: sqlite3 objects must not hop threads.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-store-writer")
 
@@ -139,19 +143,35 @@ class SqliteBatchIO:
         conn.execute("BEGIN IMMEDIATE")
         try:
             head = conn.execute(HEAD_SQL).fetchone()
-            versions = {}
-            for stream_id in stream_ids:
-                version = conn.execute(self._VERSION, (stream_id,)).fetchone()[0]
-                if version is not None:
-                    versions[stream_id] = version
-            rows = plan(head[0] if head else 0, head[1] if head else None, versions, self._stored(conn, event_ids))
+            head_position = head[0] if head else 0
+            versions = self._current_versions(conn, head_position, stream_ids)
+            rows = plan(head_position, head[1] if head else None, dict(versions), self._stored(conn, event_ids))
             if rows:
                 conn.executemany(self._INSERT, [_sqlite_params(r) for r in rows])
             conn.execute("COMMIT")
         except BaseException:
+            self._cached_head = -1
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._remember(head_position, rows)
+
+    def _current_versions(self, conn: sqlite3.Connection, head: int, stream_ids: Sequence[str]) -> dict[str, int]:
+        if head != self._cached_head or len(self._versions) > VERSION_CACHE_MAX:
+            self._versions.clear()
+        versions = {}
+        for stream_id in stream_ids:
+            version = self._versions.get(stream_id)
+            if version is None:
+                version = conn.execute(self._VERSION, (stream_id,)).fetchone()[0]
+            if version is not None:
+                versions[stream_id] = version
+        return versions
+
+    def _remember(self, head: int, rows: list[Row]) -> None:
+        for row in rows:
+            self._versions[row[1]] = row[2]
+        self._cached_head = rows[-1][0] if rows else head
 
     def _stored(self, conn: sqlite3.Connection, event_ids: Sequence[uuid.UUID]) -> Stored:
         stored: Stored = {}
@@ -183,8 +203,8 @@ def _sqlite_params(row: Row) -> Row:
         row[3].hex,
         row[4],
         row[5],
-        _iso(row[6]),
-        _iso(row[7]),
+        row[15],
+        row[16],
         row[8],
         None if row[9] is None else row[9].hex,
         None if row[10] is None else row[10].hex,
@@ -193,7 +213,3 @@ def _sqlite_params(row: Row) -> Row:
         row[13],
         row[14],
     )
-
-
-def _iso(value: datetime) -> str:
-    return format_time(value)

@@ -39,7 +39,7 @@ def _uuid_text(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def envelope_bytes(
+def envelope_bytes(  # times come formatted by format_time: the writer formats each once
     *,
     position: int,
     stream_id: str,
@@ -47,8 +47,8 @@ def envelope_bytes(
     event_id: uuid.UUID,
     type_: str,
     schema_version: int,
-    occurred_at: datetime,
-    recorded_at: datetime,
+    occurred_at: str,
+    recorded_at: str,
     actor: str,
     correlation_id: uuid.UUID | None,
     causation_id: uuid.UUID | None,
@@ -59,9 +59,9 @@ def envelope_bytes(
             "causation_id": _uuid_text(causation_id),
             "correlation_id": _uuid_text(correlation_id),
             "event_id": str(event_id),
-            "occurred_at": format_time(occurred_at),
+            "occurred_at": occurred_at,
             "position": position,
-            "recorded_at": format_time(recorded_at),
+            "recorded_at": recorded_at,
             "schema_version": schema_version,
             "stream_id": stream_id,
             "stream_version": stream_version,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes
+from shared.store.hashing import GENESIS_HASH, canonical_json, chain_hash, envelope_bytes, format_time
 from shared.store.sql import SqlEventStore
 from shared.store.tables import events
 
@@ -76,8 +76,8 @@ def recompute_hash(row: Any, prev_hash: str) -> str:
         event_id=row.event_id,
         type_=row.type,
         schema_version=row.schema_version,
-        occurred_at=row.occurred_at,
-        recorded_at=row.recorded_at,
+        occurred_at=format_time(row.occurred_at),
+        recorded_at=format_time(row.recorded_at),
         actor=row.actor,
         correlation_id=row.correlation_id,
         causation_id=row.causation_id,
