@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 
 import aio_pika
+import aiormq
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, ExchangeType
 
@@ -29,6 +30,7 @@ from shared.events.partition import DEFAULT_PARTITIONS, partition_of
 # Unconfirmed publishes in flight: BASELINES.md measured the quorum-queue rate flattening at 256.
 PUBLISH_WINDOW = 256
 PUBLISH_TIMEOUT = 10.0
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 # Two batches of prefetch: the next batch arrives while the handler works on the current one.
 PREFETCH_BATCHES = 2
 
@@ -89,23 +91,37 @@ class RabbitBroker:
 
         Tasks start in order and aiormq's channel lock is FIFO, so the frames leave in event order;
         concurrent calls send one after the other and wait for their confirms side by side."""
-        exchange = await self._channel().get_exchange(self.names.exchange, ensure=False)
+        if not events:
+            return
+        channel = self._channel()
+        if channel.is_closed:
+            raise PublishFailed(str(events[0].event_id), self.names.exchange, "channel closed", 0, len(events))
+        # aiormq directly, as aio_pika's Exchange.publish does, without building an aio_pika.Message
+        # per event (measured at ~15 % of the relay's CPU on RabbitMQ).
+        underlay = await channel.get_underlay_channel()
+        exchange = self.names.exchange
         window = self._window
         tasks: list[asyncio.Task[object]] = []
         async with self._send_lock:
             for e in events:
                 await window.acquire()
                 p = partition_of(e.stream_id, self._partitions)
-                key = self.names.routing_key(e.type, p)
-                message = aio_pika.Message(
-                    to_cloudevent_bytes(e, self._source, self._partitions, partition=p),
+                properties = aiormq.spec.Basic.Properties(
                     content_type=CONTENT_TYPE,
                     message_id=str(e.event_id),
-                    type=e.type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_type=e.type,
+                    delivery_mode=PERSISTENT,
                 )
                 # Not mandatory: an event no queue is bound to yet is dropped, as RabbitMQ keeps no history.
-                task = asyncio.create_task(exchange.publish(message, key, mandatory=False, timeout=PUBLISH_TIMEOUT))
+                publish = underlay.basic_publish(
+                    to_cloudevent_bytes(e, self._source, self._partitions, partition=p),
+                    exchange=exchange,
+                    routing_key=self.names.routing_key(e.type, p),
+                    properties=properties,
+                    mandatory=False,
+                    timeout=PUBLISH_TIMEOUT,
+                )
+                task: asyncio.Task[object] = asyncio.create_task(publish)
                 task.add_done_callback(lambda _: window.release())
                 tasks.append(task)
         results = await asyncio.gather(*tasks, return_exceptions=True)
