@@ -38,15 +38,34 @@ def configure_logging(service: str, level: str = "info", fmt: str = "json") -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]  # write+flush suffice
         cache_logger_on_first_use=True,
     )
     # Libraries (uvicorn, aio-pika, alembic) log through stdlib logging: render them the same way.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared_processors, processor=renderer))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class _CurrentStderr:
+    """Whatever sys.stderr is when a line is written, not when logging was configured: a test
+    runner (or a daemonizing wrapper) may replace sys.stderr later, and writing to the one it closed
+    would raise in the middle of whatever was logging."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """logging's StreamHandler, resolving sys.stderr at each record (see _CurrentStderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(_CurrentStderr())
 
 
 def _add_service(service: str) -> Any:
