@@ -137,7 +137,7 @@ class Relay:
         self._metrics = RelayMetrics.of(metrics or MetricsRegistry())
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._busy = False  # a batch is being published: a stop lets it finish
+        self._pages_in_flight = 0  # pages being published: a stop lets them finish
         self._lag_checked = 0.0
         self._saved = 0  # the position last written to the checkpoint
         self._saved_at = 0.0  # monotonic time of that write
@@ -220,7 +220,7 @@ class Relay:
             done, _ = await asyncio.wait({work, lost, stop}, return_when=asyncio.FIRST_COMPLETED)
             if lost in done:
                 self._log.error("relay_leadership_lost", position=self.position)
-            elif stop in done and self._busy:
+            elif stop in done and self._pages_in_flight:
                 await asyncio.wait({work, lost}, timeout=STOP_GRACE, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (work, lost, stop):
@@ -293,7 +293,7 @@ class Relay:
             await self._abandon(in_flight)
 
     def _send(self, batch: list[RecordedEvent]) -> _Page:
-        self._busy = True
+        self._pages_in_flight += 1
         task = asyncio.create_task(self._publisher.publish_events(batch), name="relay-page")
         return _Page(batch[0].recorded_at, batch[-1].position, len(batch), time.perf_counter(), task)
 
@@ -302,7 +302,7 @@ class Relay:
         self._metrics.lag_seconds.set(max(0.0, (datetime.now(UTC) - page.first_recorded_at).total_seconds()))
         await page.task
         self.position = page.last
-        self._busy = False
+        self._pages_in_flight -= 1
         self._metrics.published.inc(page.count)
         self._metrics.batch_seconds.observe(time.perf_counter() - page.started)
         if time.monotonic() - self._saved_at >= self.options.checkpoint_interval:
@@ -310,7 +310,6 @@ class Relay:
         await self._refresh_lag_events(page.last)
 
     async def _caught_up(self) -> None:
-        self._busy = False
         if self.position > self._saved:
             await self._save_checkpoint()
 
@@ -323,7 +322,7 @@ class Relay:
         for page in pages:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await page.task
-        self._busy = False
+        self._pages_in_flight = 0
 
     async def _idle(self, position: int) -> None:
         self._metrics.lag_events.set(0)
