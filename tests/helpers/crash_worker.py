@@ -53,6 +53,6 @@ if __name__ == "__main__":
     parser.add_argument("--pause", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--ack-wait", type=float, default=2.0)
-    parser.add_argument("--lease-ttl", type=float, default=1.0)
+    parser.add_argument("--lease-ttl", type=float, default=3.0)  # see test_crash_worker: 1 s churned under load
     configure_logging("crash-worker", "info", "json")
     asyncio.run(main(parser.parse_args()))
