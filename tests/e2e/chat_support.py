@@ -36,7 +36,7 @@ FILE_LIMIT = 64 * 1024  # small, so that an oversize upload is cheap to send
 FAST = WorkerOptions(
     batch_size=256,
     retry=RetryPolicy(max_deliver=5, backoff_base=0.02, backoff_max=0.2),
-    lease_ttl=2.0,
+    lease_ttl=3.0,
     fetch_wait=0.1,
 )
 

@@ -22,7 +22,7 @@ from shared.store.migrate import migrate
 from shared.store.sql import SqlEventStore
 
 FAST = WorkerOptions(
-    batch_size=64, retry=RetryPolicy(max_deliver=3, backoff_base=0.02, backoff_max=0.1), lease_ttl=1.0, fetch_wait=0.2
+    batch_size=64, retry=RetryPolicy(max_deliver=3, backoff_base=0.02, backoff_max=0.1), lease_ttl=3.0, fetch_wait=0.2
 )
 
 
