@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from helpers.processes import Child, wait_until
 from shared.events.envelope import RecordedEvent
 
 metadata = MetaData()
@@ -99,3 +100,23 @@ def assert_exactly_once_in_order(applied: dict[str, list[int]], per_stream: dict
     assert set(applied) == set(per_stream), "streams missing or unexpected"
     for stream, n in per_stream.items():
         assert applied[stream] == list(range(1, n + 1)), f"{stream}: {applied[stream][:20]}…"
+
+
+async def wait_handled(
+    engine: AsyncEngine, count: int, within: float, children: Sequence[Child] = (), interval: float = 0.05
+) -> None:
+    """Poll the handled rows until there are `count`; fail after `within` seconds, showing the children's
+    output. The one waiting loop of the crash tests."""
+    latest = 0
+
+    async def poll() -> None:
+        nonlocal latest
+        while True:
+            latest = await handled_count(engine)
+            await asyncio.sleep(interval)
+
+    poller = asyncio.create_task(poll())
+    try:
+        await wait_until(lambda: latest >= count, within, f"{count} handled rows", children)
+    finally:
+        poller.cancel()

@@ -25,8 +25,8 @@ from helpers.flow_handler import (
     create_tables,
     handled_count,
     recording_handler,
+    wait_handled,
 )
-from helpers.processes import wait_until
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.embedded.nats_server import EmbeddedNats
@@ -79,19 +79,7 @@ async def flow_through_a_restart(broker_url: str, restart: object, tmp_path: Pat
                 await restart()
             await asyncio.sleep(0.1)
         total = STREAMS * ROUNDS * PER_ROUND
-        latest = 0
-
-        async def poll() -> None:
-            nonlocal latest
-            while True:
-                latest = await handled_count(handled_db)
-                await asyncio.sleep(0.1)
-
-        poller = asyncio.create_task(poll())
-        try:
-            await wait_until(lambda: latest >= total, 60, f"{total} handled rows")
-        finally:
-            poller.cancel()
+        await wait_handled(handled_db, total, 60.0, interval=0.1)
         await asyncio.sleep(1.0)  # anything doubled would show now
         assert await handled_count(handled_db) == total
         per_stream = {f"conversation-{c}": ROUNDS * PER_ROUND for c in ids}

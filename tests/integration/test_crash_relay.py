@@ -23,6 +23,7 @@ from helpers.flow_handler import (
     create_tables,
     handled_count,
     recording_handler,
+    wait_handled,
 )
 from helpers.processes import Child, wait_until
 from sqlalchemy import select
@@ -95,7 +96,7 @@ async def test_the_active_relay_killed_mid_publish_is_replaced_and_nothing_is_lo
         restarted = Child("relay-a2", "relay_proc.py", args, tmp_path)
         children.append(restarted)
 
-        await _until_handled(handled_db, TOTAL, children)
+        await wait_handled(handled_db, TOTAL, 60.0, children)
         await wait_until(lambda: bool(restarted.log_events("relay_standing_by")), 30, "A to return as standby")
         await asyncio.sleep(1.0)  # anything doubled would show now
         assert await handled_count(handled_db) == TOTAL
@@ -128,19 +129,3 @@ async def _until_checkpoint_passes(store: SqlEventStore, position: int, children
     finally:
         poller.cancel()
     assert latest < TOTAL, "the relay finished before the kill"
-
-
-async def _until_handled(engine: AsyncEngine, count: int, children: list[Child]) -> None:
-    latest = 0
-
-    async def poll() -> None:
-        nonlocal latest
-        while True:
-            latest = await handled_count(engine)
-            await asyncio.sleep(0.05)
-
-    poller = asyncio.create_task(poll())
-    try:
-        await wait_until(lambda: latest >= count, 60, f"{count} handled rows (got {latest})", children)
-    finally:
-        poller.cancel()

@@ -17,8 +17,14 @@ import pytest
 from conftest import unique_suffix
 from helpers.crash_worker import KIND, options
 from helpers.flow_events import append_messages
-from helpers.flow_handler import applied_versions, assert_exactly_once_in_order, create_tables, handled_count
-from helpers.processes import Child, wait_until
+from helpers.flow_handler import (
+    applied_versions,
+    assert_exactly_once_in_order,
+    create_tables,
+    handled_count,
+    wait_handled,
+)
+from helpers.processes import Child
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.broker.factory import connect_broker
@@ -81,13 +87,13 @@ async def test_a_worker_killed_mid_batch_and_restarted_handles_every_event_exact
         await relay.start()
         first = Child("worker-a", "crash_worker.py", args, tmp_path)
         children.append(first)
-        await _wait_handled(engine, 200, children)
+        await wait_handled(engine, 200, 30.0, children)
         first.kill()
         at_kill = await handled_count(engine)
         assert at_kill < TOTAL, "the kill came too late to be mid-flow"
         second = Child("worker-b", "crash_worker.py", args, tmp_path)
         children.append(second)
-        await _wait_handled(engine, TOTAL, children, within=60.0)
+        await wait_handled(engine, TOTAL, 60.0, children)
         await asyncio.sleep(1.0)  # anything doubled would show now
         assert await handled_count(engine) == TOTAL
         assert_exactly_once_in_order(await applied_versions(engine), {f"conversation-{c}": PER_STREAM for c in ids})
@@ -96,19 +102,3 @@ async def test_a_worker_killed_mid_batch_and_restarted_handles_every_event_exact
             child.stop()
         await relay.stop()
         await store.close()
-
-
-async def _wait_handled(engine: AsyncEngine, count: int, children: list[Child], within: float = 30.0) -> None:
-    latest = 0
-
-    async def poll() -> None:
-        nonlocal latest
-        while True:
-            latest = await handled_count(engine)
-            await asyncio.sleep(0.05)
-
-    poller = asyncio.create_task(poll())
-    try:
-        await wait_until(lambda: latest >= count, within, f"{count} handled rows", children)
-    finally:
-        poller.cancel()
