@@ -1,11 +1,11 @@
 """Async SQLAlchemy engines for PostgreSQL (psycopg 3) and SQLite (aiosqlite), set up the same way.
 
-- JSON goes through orjson both ways. A payload the store already serialized (for its hash) is passed
-  as `RawJson`, so it is written as those very bytes and not serialized a second time.
+- JSON goes through orjson both ways. (The event store's own append and reads run on the drivers
+  directly: shared/store/batch_io.py and reads.py, decision 0004.)
 - SQLite runs in WAL mode with synchronous=FULL (a 2xx means the event is on disk), a busy timeout for
-  the second process (gateway and tickets both append), and explicit BEGIN handling: pysqlite's own
-  implicit transactions would let a read-then-write append race another process. The store's writer
-  asks for `BEGIN IMMEDIATE` with the execution option `sqlite_begin="IMMEDIATE"`.
+  the second process, and explicit BEGIN handling: pysqlite's own implicit transactions would let a
+  read-then-write transaction race another process. Writers ask for `BEGIN IMMEDIATE` with the
+  execution option `sqlite_begin="IMMEDIATE"`.
 """
 
 from __future__ import annotations
@@ -21,23 +21,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for one batch: milliseconds
 
 
-class RawJson:
-    """JSON that is already serialized; the engine's serializer passes it through untouched."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _dumps_bytes(value: Any) -> bytes:
-    if isinstance(value, RawJson):
-        return value.data
-    return orjson.dumps(value)
-
-
 def _dumps_str(value: Any) -> str:
-    return _dumps_bytes(value).decode()
+    return orjson.dumps(value).decode()
 
 
 def is_sqlite(url: str) -> bool:
@@ -54,7 +39,7 @@ def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncE
         return engine
     return create_async_engine(
         url,
-        json_serializer=_dumps_bytes,
+        json_serializer=orjson.dumps,
         json_deserializer=orjson.loads,
         echo=echo,
         pool_size=pool_size,
