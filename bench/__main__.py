@@ -16,7 +16,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MODULES = ("store_bench", "broker_bench", "pipeline_bench", "chat_bench")
+MODULES = (
+    "store_bench",
+    "broker_bench",
+    "pipeline_bench",
+    "chat_bench",
+    "realtime_bench",
+    "support_bench",
+    "tickets_bench",
+    "audit_bench",
+    "load_bench",
+)
 BENCH_DIR = Path(__file__).resolve().parent
 
 

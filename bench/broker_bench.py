@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared.broker.factory import connect_broker
 from shared.broker.port import ConsumingBroker
 from shared.broker.runtime import Worker, WorkerOptions
+from shared.events.conversation import MessageSent
 from shared.events.envelope import RecordedEvent
 from shared.store.tables import metadata
 
@@ -102,9 +103,14 @@ def make_events(n: int) -> list[RecordedEvent]:
     now = datetime.now(UTC)
     text = "x" * 560  # with the envelope, ~1 KB of CloudEvents JSON
     streams = [f"conversation-{uuid.uuid4()}" for _ in range(max(1, n // 20))]
+    # Payloads the catalogue accepts: the worker runtime dead-letters any other (shared/broker/screening.py).
     return [
         RecordedEvent(i + 1, streams[i % len(streams)], i // len(streams) + 1, uuid.uuid4(), "MessageSent", 1,
-                      now, now, "user-a", None, None, {"text": text}, {}, "0" * 64, "1" * 64)
+                      now, now, "user-a", None, None,
+                      MessageSent(conversation_id=streams[i % len(streams)].removeprefix("conversation-"),
+                                  message_id=f"m{i}", seq=i // len(streams) + 1, sender_id="user-a",
+                                  client_msg_id=f"c{i}", text=text).payload(),
+                      {}, "0" * 64, "1" * 64)
         for i in range(n)
     ]  # fmt: skip
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import httpx
 import jwt
 import psycopg
 
+from bench.service_procs import spawn, stop_all, until_ready
 from services.embedded.nats_server import EmbeddedNats
 from services.embedded.ports import free_port
 
@@ -40,7 +40,6 @@ SECRET = "chat-bench-secret-0123456789abcdef0123"
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "autocommit": True}
 CLIENTS = 64
 BUSY_SENDERS = 64
-START_TIMEOUT = 60.0
 
 
 def progress(message: str) -> None:
@@ -77,40 +76,14 @@ async def services(database_url: str, tmp: Path) -> AsyncIterator[str]:
             "LEDGERLINE_LOG_LEVEL": "warning",
         }
         url = f"http://127.0.0.1:{port}"
-        procs = [_spawn("gateway", env, tmp)]
+        procs = [spawn("gateway", env, tmp)]
         try:
-            await _until_ready(f"{url}/readyz", procs[0])
-            procs.append(_spawn("projections", env, tmp))  # after the gateway migrated the database
-            await _until_ready(f"http://127.0.0.1:{env['LEDGERLINE_WORKER_PORT']}/readyz", procs[1])
+            await until_ready(f"{url}/readyz", procs[0])
+            procs.append(spawn("projections", env, tmp))  # after the gateway migrated the database
+            await until_ready(f"http://127.0.0.1:{env['LEDGERLINE_WORKER_PORT']}/readyz", procs[1])
             yield url
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-
-def _spawn(service: str, env: dict[str, str], tmp: Path) -> subprocess.Popen[bytes]:
-    log = (tmp / f"{service}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "services.cli", service], env=env, stdout=log, stderr=log)
-
-
-async def _until_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {START_TIMEOUT} s")
+            stop_all(procs)
 
 
 async def start(http: httpx.AsyncClient, creator: str, kind: str, members: list[str]) -> str:

@@ -18,6 +18,7 @@ import time
 import httpx
 
 from services.common.lifecycle import quiet_library_loggers
+from services.embedded import demo
 from services.embedded.nats_server import EmbeddedNats, NatsServerError
 from services.embedded.ports import port_is_free
 from services.embedded.stack import (
@@ -48,16 +49,14 @@ def main(args: argparse.Namespace) -> int:
     fmt = settings.log_format if explicit_format or not sys.stderr.isatty() else "console"
     configure_logging("up", settings.log_level, fmt)
     quiet_library_loggers()
-    if args.demo:
-        _say("--demo is not available yet (the chat API has not landed): starting without demo data.")
     try:
-        return asyncio.run(_up(settings))
+        return asyncio.run(_up(settings, demo=args.demo))
     except StackError as e:
         _say(str(e))
         return 1
 
 
-async def _up(settings: Settings) -> int:
+async def _up(settings: Settings, *, demo: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # SIGHUP too: a closed terminal should stop the stack in order, not leave it to PDEATHSIG.
@@ -72,7 +71,7 @@ async def _up(settings: Settings) -> int:
             )
         plan = plan_stack(settings)
         await _migrate(plan.database_url)
-        return await _run_stack(plan, settings.broker_url, stop)
+        return await _run_stack(plan, settings.broker_url, stop, demo=demo)
     finally:
         lock.close()
 
@@ -82,7 +81,7 @@ async def _migrate(database_url: str) -> None:
     await asyncio.to_thread(migrate, database_url)
 
 
-async def _run_stack(plan: StackPlan, broker_url: str | None, stop: asyncio.Event) -> int:
+async def _run_stack(plan: StackPlan, broker_url: str | None, stop: asyncio.Event, *, demo: bool = False) -> int:
     nats = None if broker_url else EmbeddedNats(plan.data_dir, stop_timeout=NATS_KILL_AFTER)
     supervisor = Supervisor()
     watch: asyncio.Task[None] | None = None
@@ -98,6 +97,8 @@ async def _run_stack(plan: StackPlan, broker_url: str | None, stop: asyncio.Even
         if not await _wait_until_ready(plan, supervisor, stop):
             return 0 if stop.is_set() else 1
         _print_summary(plan, url, nats)
+        if demo:
+            await _seed_demo(plan)
         await stop.wait()
         return 0
     except NatsServerError as e:
@@ -182,6 +183,19 @@ def _print_summary(plan: StackPlan, broker_url: str, nats: EmbeddedNats | None) 
     lines = ["Ledgerline is up.", *(f"  {key + ':':<20} {value}" for key, value in rows)]
     lines.append(f"Stop with Ctrl-C (or: kill {os.getpid()}).")
     print("\n".join(lines), flush=True)
+
+
+async def _seed_demo(plan: StackPlan) -> None:
+    """Seed through the API (services/embedded/demo.py); a failure is reported, the stack keeps running."""
+    if plan.jwt_secret is None:
+        _say("--demo needs an HS256 secret (LEDGERLINE_JWT_SECRET or the generated one), not a public key")
+        return
+    try:
+        tokens = await demo.seed(plan.gateway_url, plan.jwt_secret, plan.data_dir)
+    except (demo.DemoError, httpx.HTTPError) as e:
+        _say(f"--demo: seeding failed ({e}); the stack keeps running without demo data")
+        return
+    print(demo.describe(tokens, plan.gateway_url), flush=True)
 
 
 def _say(message: str) -> None:

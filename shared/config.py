@@ -30,6 +30,15 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default SQLite in the data dir",
     )
     broker_url: str | None = Field(None, description="nats://… or amqp://…; default the embedded NATS")
+    broker_namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="Suffix for the broker's names (streams, subjects, queues), to run two installations or"
+        " test runs on one broker server; default none: the contract's names",
+    )
+    nats_replicas: int = Field(
+        1, ge=1, le=5, description="JetStream: copies of each stream (3 on a 3-node NATS cluster); 1 on a single server"
+    )
     jwt_secret: str | None = Field(None, description="HS256 shared secret for bearer tokens")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS256/ES256 tokens")
     files_dir: Path | None = Field(None, description="Content-addressed file store; default <data_dir>/files")
@@ -58,6 +67,44 @@ class Settings(BaseSettings):
     )
     notify_batch_seconds: float = Field(
         2.0, gt=0, le=300, description="Offline notifications: seconds a user's notifications are batched"
+    )
+    sla_policy_file: Path | None = Field(
+        None,
+        description="Support SLA policy: JSON with the business calendar and targets per priority and line"
+        " (docs/support-sla.md); default 24/7 with the built-in targets",
+    )
+    sla_warning_lead_seconds: int = Field(
+        300, ge=0, description="Support: seconds before an SLA breach that the assignee and supervisors are warned"
+    )
+    support_reopen_window_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="Support: a requester's message this long after a resolve reopens the ticket; later, a new one",
+    )
+    support_agent_capacity: int = Field(
+        5, ge=1, le=1000, description="Support: open tickets auto-assigned to one agent at most"
+    )
+    presence_heartbeat_seconds: float = Field(
+        10.0, gt=0, le=300, description="Realtime presence: seconds between a gateway's heartbeats for its users"
+    )
+    presence_ttl_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=900,
+        description="Realtime presence: seconds after a gateway's last heartbeat that its users go offline"
+        " (keep it at least twice the heartbeat)",
+    )
+    retention_days_direct: int = Field(
+        0, ge=0, description="Retention: days after its last activity a direct chat's texts are erased (0 = kept)"
+    )
+    retention_days_group: int = Field(0, ge=0, description="Retention: the same for group conversations (0 = kept)")
+    retention_days_support: int = Field(0, ge=0, description="Retention: the same for support conversations (0 = kept)")
+    audit_signing_key_file: Path | None = Field(
+        None, description="Audit: PEM Ed25519 private key that signs `audit checkpoint` files"
+    )
+    audit_verify_key_file: Path | None = Field(
+        None,
+        description="Audit: PEM Ed25519 public key for `verify --checkpoint` (default: from the signing key)",
     )
 
     @field_validator("database_url", "broker_url")

@@ -52,14 +52,28 @@ class Readiness:
         return states
 
     async def _run(self, name: str) -> str:
-        try:
-            ok = await asyncio.wait_for(self._checks[name](), self._timeout)
-        except TimeoutError:
+        # Not asyncio.wait_for: it waits for the cancelled check to unwind, and a check stuck on a
+        # silent connection (a network partition: no reset, no answer) unwinds only when its driver
+        # gives up on closing that connection, seconds later; the probe would then answer after the
+        # orchestrator's own timeout, or not at all. The check is cancelled and left to finish.
+        check = asyncio.ensure_future(self._checks[name]())
+        done, _ = await asyncio.wait({check}, timeout=self._timeout)
+        if not done:
+            check.cancel()
+            check.add_done_callback(_retrieve)
             return f"no answer within {self._timeout} s"
+        try:
+            ok = check.result()
         except Exception as e:
             log.info("readiness_check_failed", check=name, error=repr(e))
             return f"{type(e).__name__}: {e}"[:300]
         return "ok" if ok else "unhealthy"
+
+
+def _retrieve(task: asyncio.Future[bool]) -> None:
+    """Collect an abandoned check's outcome, so that asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def healthz(_request: Request) -> Response:

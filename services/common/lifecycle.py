@@ -15,12 +15,13 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 
 from services.common.database import prepare_database
 from shared.config import Settings, load_settings
+from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -28,6 +29,8 @@ log = get_logger(__name__)
 Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+T = TypeVar("T")
 
 
 def run_service(name: str, serve: Serve) -> int:
@@ -91,6 +94,8 @@ def _on_signal(sig: signal.Signals, stop: asyncio.Event, received: list[signal.S
 async def _report_unexpected_end(task: asyncio.Task[None]) -> None:
     try:
         await task
+    except ConfigError:
+        raise  # a setting found wrong only once connected (e.g. LEDGERLINE_NATS_REPLICAS): the CLI names it, exit 2
     except Exception:
         log.exception("service_failed")
     else:
@@ -103,6 +108,20 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn answers a failed lifespan start-up with sys.exit(3) inside a task, which escapes the
+        # event loop unreported; an exception lets the service report it (and exit 1, or 2 for settings).
+        try:
+            await super().startup(sockets)
+        except SystemExit as e:
+            raise HttpStartupFailed(
+                f"the application did not start (uvicorn exit {e.code}); see the lines above"
+            ) from None
+
+
+class HttpStartupFailed(RuntimeError):
+    """The ASGI app's lifespan start-up failed (its error is logged just before)."""
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -138,5 +157,38 @@ async def serve_http(
     stop_wait.cancel()
     if on_stopping is not None:
         on_stopping()
+    if not server.started and not serving.done():
+        # Still starting (the app's lifespan waits, e.g. for its broker): no request to drain. uvicorn
+        # would finish starting first, however long that takes; the lifespan is cancelled at exit.
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        log.info("service_stopped_while_starting")
+        # The lifespan task is cancelled when the event loop closes; uvicorn would log that expected
+        # cancellation as an error with its traceback.
+        logging.getLogger("uvicorn.error").disabled = True
+        return
     server.should_exit = True
     await serving
+
+
+class StoppedWhileStarting(Exception):
+    """The stop was requested before a start-up step finished (see unless_stopped)."""
+
+
+async def unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T:
+    """`work`'s result, or StoppedWhileStarting (with `work` cancelled) if `stop` is set first: a
+    start-up step that waits for a server (a broker being down) must not outlast SIGTERM's deadline."""
+    task = asyncio.ensure_future(work)
+    stop_wait = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_wait.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("service_stopped_while_starting")
+        raise StoppedWhileStarting
+    return task.result()

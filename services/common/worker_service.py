@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,8 +21,9 @@ from services.common.broker import connect_configured_broker
 from services.common.database import DatabaseProbe, open_engine
 from services.common.health import Check, Readiness
 from services.common.health_server import create_health_app, service_metrics
-from services.common.lifecycle import listen, run_service, serve_http
+from services.common.lifecycle import StoppedWhileStarting, listen, run_service, serve_http, unless_stopped
 from shared.broker.consume import Handler
+from shared.broker.port import ConsumingBroker
 from shared.broker.runtime import Worker
 from shared.config import Settings
 from shared.logging import get_logger
@@ -37,9 +39,15 @@ class WorkerContext:
     settings: Settings
     engine: AsyncEngine
     metrics: MetricsRegistry
+    broker: ConsumingBroker | None = None
+    """The service's broker connection, the one the worker consumes on: for a handler's side paths
+    (delivery's ephemeral frames and presence) without a second connection."""
 
 
 HandlerFactory = Callable[[WorkerContext], Handler]
+WorkerParts = Callable[[WorkerContext], AbstractAsyncContextManager[Handler]]
+"""For a handler with parts to start and stop (subscriptions, tasks): entered before the worker
+starts, yields the handler, exited after the worker has stopped and before the broker closes."""
 
 
 def worker_main(kind: str, build_handler: HandlerFactory) -> int:
@@ -52,6 +60,14 @@ def worker_main(kind: str, build_handler: HandlerFactory) -> int:
 
 
 async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Settings, stop: asyncio.Event) -> None:
+    @asynccontextmanager
+    async def plain(context: WorkerContext) -> AsyncIterator[Handler]:
+        yield build_handler(context)
+
+    await serve_worker_parts(kind, plain, settings, stop)
+
+
+async def serve_worker_parts(kind: str, parts: WorkerParts, settings: Settings, stop: asyncio.Event) -> None:
     metrics = service_metrics()
     readiness = Readiness()
     # Every transaction of the runtime here (partition leases) writes: on SQLite it takes the write
@@ -65,14 +81,17 @@ async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Setti
     http_stop = asyncio.Event()
     http = asyncio.create_task(serve_http(create_health_app(readiness, metrics), sock, http_stop, grace=1))
     broker = worker = None
+    handler_parts = AsyncExitStack()
     try:
-        broker = await connect_configured_broker(settings, kind)
+        try:
+            broker = await unless_stopped(connect_configured_broker(settings, kind), stop)
+        except StoppedWhileStarting:
+            return  # SIGTERM while the broker was unreachable: nothing started, nothing to hand over
         if broker is not None:
             readiness.add("broker", broker.healthy)
+            handler = await handler_parts.enter_async_context(parts(WorkerContext(settings, engine, metrics, broker)))
             # Every event type: the handler chooses what it needs (None = no filter on the consumer).
-            worker = Worker(
-                kind, None, build_handler(WorkerContext(settings, engine, metrics)), broker, engine, metrics=metrics
-            )
+            worker = Worker(kind, None, handler, broker, engine, metrics=metrics)
             await worker.start()
         started.set()
         log.info("worker_ready", kind=kind, health=f"http://{settings.worker_host}:{settings.worker_port}")
@@ -81,6 +100,7 @@ async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Setti
         readiness.mark_stopping()
         if worker is not None:
             await worker.stop()
+        await handler_parts.aclose()
         http_stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await http

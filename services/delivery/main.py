@@ -1,17 +1,19 @@
 """`ledgerline delivery`: the delivery worker process, configured by LEDGERLINE_* variables.
 
-Beside the worker service's own broker connection (durable consumers), delivery holds one for the
-ephemeral path: publishing frames and hearing presence heartbeats (services/delivery/service.py).
+The ephemeral path (publishing frames, hearing presence heartbeats: services/delivery/service.py)
+uses the worker service's own broker connection (WorkerContext.broker); it starts before the worker
+consumes and stops after the worker has stopped, before that connection closes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from services.common.broker import connect_configured_broker
 from services.common.lifecycle import run_service
-from services.common.worker_service import WorkerContext, serve_worker
+from services.common.worker_service import WorkerContext, serve_worker_parts
 from services.delivery.handlers import KIND, build_handler
 from services.delivery.service import DeliveryRealtime
 from shared.broker.consume import Handler
@@ -23,16 +25,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    broker = await connect_configured_broker(settings, KIND)
-    realtime = DeliveryRealtime.from_settings(settings, broker)
+    await serve_worker_parts(KIND, delivery_parts, settings, stop)
+
+
+@asynccontextmanager
+async def delivery_parts(context: WorkerContext) -> AsyncIterator[Handler]:
+    realtime = DeliveryRealtime.from_settings(context.settings, context.broker)
     await realtime.start()
-
-    def factory(context: WorkerContext) -> Handler:
-        return build_handler(context, realtime)
-
     try:
-        await serve_worker(KIND, factory, settings, stop)
+        yield build_handler(context, realtime)
     finally:
         await realtime.close()
-        if broker is not None:
-            await broker.close()

@@ -1,9 +1,8 @@
 """The delivery worker's realtime side, wired once per process: the ephemeral publisher, the
 presence view (heartbeats from every gateway) and the offline notifier.
 
-The worker service hands handlers the engine, settings and metrics but not a broker
-(services/common/worker_service.WorkerContext), so delivery opens its own broker connection for the
-ephemeral path (services/delivery/main.py) and closes it after the worker has stopped.
+It uses the worker service's broker connection (WorkerContext.broker, services/delivery/main.py): one
+connection per delivery process for the durable consumers and the ephemeral path alike.
 """
 
 from __future__ import annotations

@@ -22,19 +22,24 @@ from services.common.health import Readiness, healthz, metrics_endpoint, readyz_
 from services.common.health_server import service_metrics
 from services.common.problems import PROBLEM_JSON, install_problem_handlers
 from services.common.relay_service import running_relay
+from services.gateway.audit_metrics import AuditChainMetrics
 from services.gateway.auth import TokenVerifier
 from services.gateway.commands.directory import DirectoryService
 from services.gateway.commands.service import ConversationService
+from services.gateway.commands.tickets import TicketService
 from services.gateway.consistency import ReadYourWrites
 from services.gateway.context import Gateway
 from services.gateway.files.store import FileStore
+from services.gateway.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from services.gateway.limits import BodyLimit
+from services.gateway.nul_guard import NulGuard
 from services.gateway.problems import install_gateway_problems
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import v1_router
 from services.gateway.ws import ws_router
 from shared.broker.port import ConsumingBroker
 from shared.config import Settings
+from shared.errors import ConfigError
 from shared.logging import get_logger
 from shared.metrics import MetricsRegistry
 from shared.store.sql import SqlEventStore
@@ -70,7 +75,11 @@ def create_app(
         broker = None
         try:
             async with AsyncExitStack() as parts:
-                broker = await connect(settings, "gateway")
+                try:
+                    broker = await connect(settings, "gateway")
+                except ConfigError as err:
+                    app.state.startup_error = err  # uvicorn only logs a failed start-up; main() re-raises this
+                    raise
                 app.state.store = store
                 app.state.broker = broker
                 app.state.relay = None
@@ -97,9 +106,13 @@ def create_app(
     app.state.readiness = readiness
     app.state.metrics = metrics
     app.state.token_verifier = verifier
+    app.state.audit_chain = AuditChainMetrics(metrics)
     install_problem_handlers(app)
     install_gateway_problems(app)
+    app.add_middleware(NulGuard)  # inside BodyLimit (added after it: outermost), which bounds what it reads
     app.add_middleware(BodyLimit)
+    # Added last so it is outermost: it also counts what BodyLimit rejects.
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(metrics))
     app.include_router(v1_router())
     app.include_router(ws_router())  # GET /v1/ws, realtime (docs/realtime.md)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
@@ -109,12 +122,14 @@ def create_app(
 
 
 def _gateway(settings: Settings, store: SqlEventStore, read_engine: AsyncEngine) -> Gateway:
+    conversations = ConversationService(store, max_text_length=settings.max_text_length)
     return Gateway(
         settings=settings,
-        conversations=ConversationService(store, max_text_length=settings.max_text_length),
+        conversations=conversations,
         directory=DirectoryService(store),
         engine=read_engine,
         consistency=ReadYourWrites(read_engine, settings.partitions),
         limiter=RateLimiter(settings.rate_limit_per_minute),
         files=FileStore(settings.resolved_files_dir),
+        tickets=TicketService(store, conversations),
     )

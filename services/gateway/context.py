@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.gateway.commands.directory import DirectoryService
 from services.gateway.commands.service import ConversationService
+from services.gateway.commands.tickets import TicketService
 from services.gateway.consistency import ReadYourWrites
 from services.gateway.files.store import FileStore
 from services.gateway.ratelimit import RateLimiter
@@ -24,3 +25,4 @@ class Gateway:
     consistency: ReadYourWrites
     limiter: RateLimiter
     files: FileStore
+    tickets: TicketService

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from services.common.lifecycle import listen, run_service, serve_http
+from services.common.lifecycle import HttpStartupFailed, listen, run_service, serve_http
 from services.gateway.app import create_app
 from shared.config import Settings
 from shared.logging import get_logger
@@ -20,13 +20,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app = create_app(settings)
     sock = listen(settings.gateway_host, settings.gateway_port)
     log.info("gateway_listening", url=f"http://{settings.gateway_host}:{settings.gateway_port}")
-    await serve_http(
-        app,
-        sock,
-        stop,
-        grace=settings.shutdown_timeout * REQUEST_GRACE_SHARE,
-        on_stopping=app.state.readiness.mark_stopping,
-    )
+    try:
+        await serve_http(
+            app,
+            sock,
+            stop,
+            grace=settings.shutdown_timeout * REQUEST_GRACE_SHARE,
+            on_stopping=app.state.readiness.mark_stopping,
+        )
+    except HttpStartupFailed:
+        startup_error = getattr(app.state, "startup_error", None)
+        if startup_error is not None:
+            raise startup_error from None  # a setting to fix (exit 2), not a crash
+        raise
 
 
 def main(args: argparse.Namespace) -> int:

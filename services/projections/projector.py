@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.projections import chat, directory
+from services.projections import audit, chat, directory, erasure, support
 from services.projections.sql import greatest, insert
 from services.projections.tables import PROJECTIONS, TABLES, ChatTables, checkpoints
 from shared.events.envelope import RecordedEvent
@@ -28,8 +28,20 @@ from shared.events.partition import DEFAULT_PARTITIONS, partition_of
 REBUILD_LOCK_KEY = 0x4C44_4752_524D_5242  # "LDGRRMRB"
 
 Apply = Callable[[AsyncConnection, ChatTables, Iterable[RecordedEvent]], Awaitable[None]]
-APPLIERS: dict[str, Apply] = {"chat": chat.apply, "directory": directory.apply}
-TYPES: dict[str, frozenset[str]] = {"chat": chat.TYPES, "directory": directory.TYPES}
+APPLIERS: dict[str, Apply] = {
+    "chat": chat.apply,
+    "directory": directory.apply,
+    "support": support.apply,
+    "audit": audit.apply,
+    "erasure": erasure.apply,  # after the others: it scrubs what they copied (docs/audit.md)
+}
+TYPES: dict[str, frozenset[str]] = {
+    "chat": chat.TYPES,
+    "directory": directory.TYPES,
+    "support": support.TYPES,
+    "audit": audit.TYPES,
+    "erasure": erasure.TYPES,
+}
 
 
 def needed_types(projections: Sequence[str] = PROJECTIONS) -> frozenset[str]:

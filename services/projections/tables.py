@@ -25,6 +25,8 @@ from sqlalchemy import (
     Text,
 )
 
+from services.projections.audit_tables import AuditTables, build_audit_tables
+from services.projections.support_tables import SupportTables, build_support_tables
 from shared.store.tables import Json, UtcDateTime, metadata
 
 ID = 200  # shared.events.fields.ID_MAX
@@ -41,6 +43,8 @@ class ChatTables:
     object_links: Table
     message_files: Table
     users: Table
+    support: SupportTables
+    audit: AuditTables
 
     @property
     def search(self) -> str:
@@ -53,6 +57,12 @@ class ChatTables:
             return (self.conversations, self.members, self.messages, self.object_links, self.message_files)
         if projection == "directory":
             return (self.users,)
+        if projection == "support":
+            return self.support.all
+        if projection == "audit":
+            return self.audit.all
+        if projection == "erasure":  # owns no table: it scrubs the others' rows
+            return ()
         raise ValueError(f"unknown projection {projection!r}")
 
 
@@ -149,10 +159,12 @@ def build_tables(meta: MetaData, suffix: str = "", *, indexes: bool = True) -> C
         Column("updated_at", UtcDateTime, nullable=False),
         _pk(name("rm_users"), "user_id"),
     )
-    return ChatTables(suffix, conversations, members, messages, object_links, message_files, users)
+    support = build_support_tables(meta, suffix, indexes=indexes)
+    audit = build_audit_tables(meta, suffix, indexes=indexes)
+    return ChatTables(suffix, conversations, members, messages, object_links, message_files, users, support, audit)
 
 
-PROJECTIONS = ("chat", "directory")
+PROJECTIONS = ("chat", "directory", "support", "audit", "erasure")
 
 # Per (projection, partition): the last event position applied, inclusive. Written in the same
 # transaction as the projection's rows; never rebuilt (the rebuild sets it to the replayed head).

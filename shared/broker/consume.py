@@ -4,6 +4,17 @@ Order: the loop is the partition's only consumer (it holds the lease) and handle
 time, acking after the handler returns. A failing batch is replayed one event at a time, in order,
 each retried with back-off until it succeeds or is dead-lettered, so a later event of the same
 stream is never handled before an earlier one is settled.
+
+Takeover: a previous owner of the partition may have died holding a fetched batch. On JetStream
+those messages come back only after `ack_wait`, and a fetch before then would hand out newer events
+first — a read model whose checkpoint then passed them would skip the old ones for good. So a loop
+that finds unsettled messages when it starts waits (at most `ack_wait` and a margin, less when they
+are acked meanwhile) before its first fetch; the server then redelivers them ahead of anything newer.
+
+Lease gaps: when the lease's validity runs out (a late renewal on a busy machine) the loop pauses
+between batches instead of ending, and carries on when the next renewal arrives; the worker stops
+it only when the lease is really lost. Ending and restarting it would release and retake the
+partition (churn) and, on JetStream, make every restart pay the takeover wait.
 """
 
 from __future__ import annotations
@@ -18,11 +29,17 @@ from dataclasses import dataclass
 import structlog
 
 from shared.broker.port import ConsumerSpec, ConsumingBroker, Delivery, PartitionConsumer
+from shared.broker.screening import invalid_reason
 from shared.broker.worker_metrics import WorkerMetrics
 from shared.events.envelope import RecordedEvent
 from shared.logging import get_logger
 
 Handler = Callable[[list[RecordedEvent]], Awaitable[None]]
+
+LEASE_POLL_SECONDS = 0.1
+TAKEOVER_POLL_SECONDS = 0.5
+# Past `ack_wait` the server still needs a moment to queue the expired messages for redelivery.
+TAKEOVER_MARGIN_SECONDS = 1.0
 
 
 class PoisonEvent(Exception):
@@ -94,13 +111,33 @@ class PartitionRunner:
         consumer = self._consumer = await self._broker.open_consumer(self.spec)
         lag = self._metrics.lag.labels(self.spec.kind, str(self.spec.partition))
         try:
-            while self._may_continue():
+            await self._let_previous_owner_settle(consumer)
+            while not self.stopping.is_set():
+                if not self._lease_valid():
+                    await self._pause(LEASE_POLL_SECONDS)  # until the worker renews the lease or stops us
+                    continue
                 deliveries = await consumer.fetch(self.spec.batch_size, self._fetch_wait)
                 if deliveries:
                     await self._process(deliveries)
                 lag.set(await consumer.lag() or 0)
         finally:
             await consumer.close()
+
+    async def _let_previous_owner_settle(self, consumer: PartitionConsumer) -> None:
+        """Wait until no message of this partition is held elsewhere, or until what is held has
+        passed `ack_wait` and will be redelivered first (module docstring, "Takeover")."""
+        deadline = time.monotonic() + self.spec.ack_wait + TAKEOVER_MARGIN_SECONDS
+        held = await consumer.unsettled()
+        if not held:
+            return
+        self._log.info("waiting for a previous owner's unacked messages", unsettled=held, at_most=self.spec.ack_wait)
+        while held and not self.stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            await self._pause(min(remaining, TAKEOVER_POLL_SECONDS))
+            held = await consumer.unsettled()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _process(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, RecordedEvent]] = []
@@ -134,6 +171,9 @@ class PartitionRunner:
         event = d.event
         if self.spec.types is not None and event.type not in self.spec.types:
             await d.ack()  # routed here by a wider filter (an older binding): not this worker's business
+            return None
+        if (reason := invalid_reason(event)) is not None:
+            await self._dead_letter(d, event, reason)  # not the catalogue's: no handler may see it
             return None
         if event.event_id in self._recent or event.event_id in in_batch:
             self._metrics.duplicates.labels(kind).inc()

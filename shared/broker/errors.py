@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.errors import LedgerlineError
+from shared.redact import mask_url
 
 
 class BrokerError(LedgerlineError):
@@ -11,16 +12,16 @@ class BrokerError(LedgerlineError):
 
 class UnsupportedBrokerUrl(BrokerError):
     def __init__(self, url: str, supported: tuple[str, ...]) -> None:
-        self.url = url
+        self.url = mask_url(url)  # the message ends up in logs: never the password
         self.supported = supported
-        super().__init__(f"broker URL {url!r} has an unsupported scheme; use one of {', '.join(supported)}")
+        super().__init__(f"broker URL {self.url!r} has an unsupported scheme; use one of {', '.join(supported)}")
 
 
 class BrokerUnavailable(BrokerError):
     def __init__(self, url: str, reason: str) -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"broker at {url!r} is unavailable: {reason}")
+        self.url = mask_url(url)  # the message ends up in logs: never the password
+        self.reason = reason.replace(url, self.url)
+        super().__init__(f"broker at {self.url!r} is unavailable: {self.reason}")
 
 
 class TopologyError(BrokerError):

@@ -102,6 +102,11 @@ class PartitionConsumer(Protocol):
         """Messages waiting in this partition (None when unknown)."""
         ...
 
+    async def unsettled(self) -> int:
+        """Messages of this partition delivered to an earlier consumer (a previous owner, perhaps a
+        killed one) and neither acked nor returned yet. 0 on a broker that returns them at once."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -16,6 +16,10 @@ database's write lock once per page. When caught up it sleeps in `wait_for_event
 on PostgreSQL, a cheap poll on SQLite) with `idle_wait` as the poll fallback.
 
 A failed page cancels the pages behind it; publishing starts again from the last confirmed position.
+On JetStream the broker stream also stays in position order when a server crash loses a page's tail
+while later pages sit in the client's buffer: every event names its predecessor
+(`Nats-Expected-Last-Msg-Id`), so the server refuses those later events until the tail is
+republished (shared/broker/nats/broker.py, publish_events; found by the fault-injection run).
 
 Crash between confirmation and checkpoint: the next active relay republishes from the checkpoint
 (up to `checkpoint_interval` worth of events, plus the pages in flight). NATS

@@ -23,7 +23,8 @@ Scaling out: every instance of a kind registers in the database and takes a fair
 partitions through leases (shared.broker.leases); each held partition has one consume loop
 (shared.broker.consume). Instances joining or leaving rebalance within two lease ticks; a killed
 instance's partitions move once its leases expire (`lease_ttl`), and its unacked batch is
-redelivered by the broker (after `ack_wait` on JetStream, at once on RabbitMQ).
+redelivered by the broker (after `ack_wait` on JetStream, at once on RabbitMQ); the new owner does
+not fetch past it (shared/broker/consume.py, "Takeover").
 """
 
 from __future__ import annotations

@@ -204,3 +204,16 @@ class Read(Event):
     conversation_id: Id
     user_id: Id
     up_to_seq: Watermark
+
+
+@registry.register
+class ConversationExpired(Event):
+    """Retention: the conversation's keys were destroyed (its texts, titles and file names no longer
+    read), `retention_days` after its last activity; its ids, times and receipts stay."""
+
+    type: Literal["ConversationExpired"] = "ConversationExpired"
+    schema_version: Literal[1] = 1
+
+    conversation_id: Id
+    kind: ConversationKind
+    retention_days: int = Field(strict=True, ge=1)

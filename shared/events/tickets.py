@@ -263,3 +263,15 @@ class TicketMessageLinked(Event):
     seq: Seq
     author_id: Id
     public: StrictBool
+
+
+@registry.register
+class AgentAvailabilityChanged(Event):
+    """An agent said they take tickets (`available`) or not, on stream `agent-<id>`. Without one, an
+    agent is available while they have a live session (presence)."""
+
+    type: Literal["AgentAvailabilityChanged"] = "AgentAvailabilityChanged"
+    schema_version: Literal[1] = 1
+
+    agent_id: Id
+    available: StrictBool

@@ -61,13 +61,21 @@ class AppendRequest:
     size: int = field(default=0)
 
 
-def prepare(stream_id: str, new_events: Sequence[NewEvent], expected_version: ExpectedVersion) -> AppendRequest:
-    """Serialize on the caller's task, so the single writer only assigns positions, hashes and writes."""
+def prepare(
+    stream_id: str,
+    new_events: Sequence[NewEvent],
+    expected_version: ExpectedVersion,
+    payloads: Sequence[bytes] | None = None,
+) -> AppendRequest:
+    """Serialize on the caller's task, so the single writer only assigns positions, hashes and writes.
+    `payloads`: the stored payload bytes when the caller made them (personal fields sealed)."""
     if not new_events:
         raise ValueError("append needs at least one event")
     if len({e.event_id for e in new_events}) != len(new_events):
         raise EventIdConflict(stream_id, [e.event_id for e in new_events])
-    prepared = [_Prepared(e, canonical_json(e.event.payload()), canonical_json(e.metadata)) for e in new_events]
+    if payloads is None:
+        payloads = [canonical_json(e.event.payload()) for e in new_events]
+    prepared = [_Prepared(e, p, canonical_json(e.metadata)) for e, p in zip(new_events, payloads, strict=True)]
     size = sum(len(p.payload) + len(p.metadata) for p in prepared)
     future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
     return AppendRequest(stream_id, prepared, expected_version, future, size)

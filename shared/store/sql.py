@@ -22,6 +22,7 @@ from shared.store.batch_io import BatchIO, PgBatchIO, SqliteBatchIO
 from shared.store.engine import create_engine
 from shared.store.hashing import GENESIS_HASH
 from shared.store.notify import HeadSignal, PgListener
+from shared.store.personal import KeyRing
 from shared.store.port import ANY, AppendResult, ExpectedVersion, Head, StoreUnavailable
 from shared.store.tables import events
 
@@ -53,6 +54,7 @@ class SqlEventStore:
                 "append_batch_events", "Events per group-commit batch", buckets=(1, 4, 16, 64, 128, 256, 1024)
             )
             self._append_seconds = metrics.histogram("append_batch_seconds", "Duration of one append batch")
+        self.keys = KeyRing(engine)  # personal fields sealed per person (shared/store/personal.py)
         self._writer = GroupCommitWriter(
             self._batch_io(), max_events=max_batch_events, max_bytes=max_batch_bytes, on_commit=self._committed
         )
@@ -72,7 +74,8 @@ class SqlEventStore:
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
     ) -> AppendResult:
-        return await self._writer.submit(prepare(stream_id, events, expected_version))
+        payloads = await self.keys.seal(events)
+        return await self._writer.submit(prepare(stream_id, events, expected_version, payloads))
 
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         if self._sqlite:
@@ -92,9 +95,8 @@ class SqlEventStore:
                 rows = await cursor.fetchall()
         except (DBAPIError, SQLAlchemyError, OSError, psycopg.Error, sqlite3.Error) as e:
             raise StoreUnavailable(f"the event store could not be read: {e}") from e
-        if self._sqlite:
-            return reads.sqlite_rows_to_recorded(rows)
-        return reads.pg_rows_to_recorded(rows)
+        recorded = reads.sqlite_rows_to_recorded(rows) if self._sqlite else reads.pg_rows_to_recorded(rows)
+        return await self.keys.open(recorded)
 
     async def head(self) -> Head:
         try:

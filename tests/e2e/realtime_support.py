@@ -1,5 +1,5 @@
-"""The realtime stack for WebSocket tests: two real uvicorn gateways on two ports sharing one SQLite
-database and the embedded NATS (in a namespace of the test's own), plus the projections and delivery
+"""The realtime stack for WebSocket tests: two real uvicorn gateways on two ports sharing one database
+(SQLite unless given) and the embedded NATS (in a namespace of the test's own), plus the projections and delivery
 workers on the real worker runtime, all in the test's event loop."""
 
 from __future__ import annotations
@@ -73,14 +73,16 @@ class RealtimeStack:
     settings: Settings
     apps: list[Any]
     servers: list[uvicorn.Server]
+    database_url: str = ""
+    namespace: str = ""
 
     def url(self, gateway: int, user: str | None = None) -> str:
         query = f"?access_token={token(user)}" if user else ""
         return f"ws://127.0.0.1:{self.ports[gateway]}/v1/ws{query}"
 
     @asynccontextmanager
-    async def connect(self, gateway: int, user: str) -> AsyncIterator[Client]:
-        async with websockets.connect(self.url(gateway, user), open_timeout=10) as ws:
+    async def connect(self, gateway: int, user: str, **options: Any) -> AsyncIterator[Client]:
+        async with websockets.connect(self.url(gateway, user), open_timeout=10, **options) as ws:
             yield Client(ws)
 
     async def call(self, method: str, path: str, user: str, **kwargs: Any) -> httpx.Response:
@@ -121,8 +123,11 @@ async def realtime_stack(
     gateways: int = 2,
     notifier: Notifier | None = None,
     policy: DispatchPolicy | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[RealtimeStack]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledgerline.db'}"
+    """`database_url` defaults to a SQLite file in tmp_path (the conftest `database_url` fixture gives
+    both databases)."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'ledgerline.db'}"
     migrate(url)
     namespace = f"t{unique_suffix()}"
     settings = load_settings(
@@ -160,7 +165,7 @@ async def realtime_stack(
             await stack.enter_async_context(Worker(kind, None, handler, broker, engine, metrics=metrics, options=FAST))
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30))
         try:
-            yield RealtimeStack(ports, http, settings, apps, servers)
+            yield RealtimeStack(ports, http, settings, apps, servers, url, namespace)
         finally:
             for server in servers:
                 server.should_exit = True

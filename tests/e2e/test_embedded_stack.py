@@ -195,3 +195,45 @@ def _status(http: httpx.Client, url: str) -> int:
         return http.get(url).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_demo_seeds_people_conversations_and_a_ticket_and_prints_their_tokens(tmp_path: Path) -> None:
+    running = start_up(tmp_path, "--port", str(free_port()), "--demo")
+    try:
+        wait_for(
+            lambda: "Demo data" in running.out.read_text() or running.proc.poll() is not None,
+            START_TIMEOUT + 60,
+            "the demo tokens to be printed",
+        )
+        text = running.out.read_text()
+        assert running.proc.poll() is None, running.diagnostics()
+        gateway = re.search(r"\s+gateway:\s+(\S+)", text)
+        assert gateway, running.diagnostics()
+        tokens = dict(re.findall(r"^\s+(alice|bob|dmitry|olga)\s+.*\s(\S+\.\S+\.\S+)$", text, re.M))
+        assert set(tokens) == {"alice", "bob", "dmitry", "olga"}, text
+
+        def as_(user: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens[user]}"}
+
+        with httpx.Client(base_url=gateway.group(1), timeout=10) as http:
+            kinds = wait_for(
+                lambda: sorted(c["kind"] for c in http.get("/v1/conversations", headers=as_("alice")).json()),
+                60,
+                "alice's three conversations",
+            )
+            assert kinds == ["direct", "group", "support"]
+            tickets = wait_for(
+                lambda: http.get("/v1/tickets", headers=as_("dmitry")).json() or None,
+                60,
+                "alice's ticket in the line-1 customer queue",
+            )
+            assert [t["requester_id"] for t in tickets] == ["alice"]
+            assert http.get("/v1/tickets", headers=as_("bob")).status_code in (403, 404)  # not an agent
+            assert http.get("/v1/audit/events?limit=5", headers=as_("olga")).status_code == 200
+    finally:
+        if running.proc.poll() is None:
+            os.killpg(running.proc.pid, signal.SIGKILL)
+            running.proc.wait(timeout=10)
+        for pid in running.all_pids():
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

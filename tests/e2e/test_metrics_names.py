@@ -1,6 +1,7 @@
 """Every metric named in the Grafana dashboard and the alert rules exists on a running service.
 
-Starts the real `ledgerline gateway` (which runs the relay) and `ledgerline projections` (a worker)
+Starts the real `ledgerline gateway` (which runs the relay) and one worker of each kind (projections,
+tickets, delivery)
 on a temporary SQLite database and the embedded NATS (never the machine's shared server on 4222:
 the services create their streams under the production names), scrapes /metrics of each, and
 compares names. A panel or an alert on a name no service exposes would show nothing, or never fire.
@@ -29,6 +30,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 READY_TIMEOUT = 60.0
+WORKER_KINDS = ("projections", "tickets", "delivery")
+# Delivery's notifier metrics exist only with a notifier configured; nothing is sent before traffic.
+WORKER_ENV = {
+    "delivery": {
+        "LEDGERLINE_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:9/never-called",
+        "LEDGERLINE_NOTIFY_WEBHOOK_SECRET": "metrics-names-webhook-secret",
+    }
+}
 # Series Prometheus makes itself, not scraped from a service.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS", "ALERTS_FOR_STATE"}
 NAME = re.compile(r"\b((?:ledgerline|process)_[a-z0-9_]+)\b")
@@ -92,7 +101,7 @@ async def nats_url(tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 def services(tmp_path: Path, nats_url: str) -> Iterator[dict[str, str]]:
-    """The gateway and one worker, running; name -> base URL of its /metrics."""
+    """The gateway and one worker of each kind, running; name -> base URL of its /metrics."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERLINE_")}
     base |= {
         "LEDGERLINE_DATA_DIR": str(tmp_path / "data"),
@@ -102,16 +111,18 @@ def services(tmp_path: Path, nats_url: str) -> Iterator[dict[str, str]]:
         "LEDGERLINE_SHUTDOWN_TIMEOUT": "5",
         "LEDGERLINE_LOG_FORMAT": "json",
     }
-    gateway_port, worker_port = free_port(), free_port()
-    urls = {"gateway": f"http://127.0.0.1:{gateway_port}", "projections": f"http://127.0.0.1:{worker_port}"}
-    # The gateway first: both migrate on start, and SQLite is happier without the race.
+    gateway_port = free_port()
+    urls = {"gateway": f"http://127.0.0.1:{gateway_port}"}
+    # The gateway first: all migrate on start, and SQLite is happier without the race; then each worker kind.
     running = [Service("gateway", base | {"LEDGERLINE_GATEWAY_PORT": str(gateway_port)}, tmp_path / "gateway.log")]
     try:
         wait_ready("gateway", urls["gateway"], running[0])
-        running.append(
-            Service("projections", base | {"LEDGERLINE_WORKER_PORT": str(worker_port)}, tmp_path / "projections.log")
-        )
-        wait_ready("projections", urls["projections"], running[1])
+        for kind in WORKER_KINDS:
+            port = free_port()
+            urls[kind] = f"http://127.0.0.1:{port}"
+            env = base | {"LEDGERLINE_WORKER_PORT": str(port)} | WORKER_ENV.get(kind, {})
+            running.append(Service(kind, env, tmp_path / f"{kind}.log"))
+            wait_ready(kind, urls[kind], running[-1])
         yield urls
     finally:
         for service in reversed(running):

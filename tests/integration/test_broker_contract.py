@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from conftest import unique_suffix
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.broker.factory import connect_broker
 from shared.broker.port import ConsumingBroker
 from shared.broker.runtime import RetryPolicy, Worker, WorkerOptions
+from shared.events.conversation import MessageSent, Read
 from shared.events.envelope import RecordedEvent
 from shared.metrics import MetricsRegistry
 from shared.store.tables import metadata
@@ -70,10 +72,22 @@ def make_events(streams: int, per_stream: int, types: tuple[str, ...] = ("Messag
             out.append(
                 RecordedEvent(
                     position, s, v, uuid.uuid4(), types[v % len(types)], 1, now, now, "user-a",
-                    None, None, {"text": "x" * 200}, {}, "", f"{position:064x}",
+                    None, None, payload(types[v % len(types)], s, v), {}, "", f"{position:064x}",
                 )
             )  # fmt: skip
     return out
+
+
+def payload(type_: str, stream_id: str, seq: int) -> dict[str, Any]:
+    """A payload of `type_` that its catalogue model accepts (the runtime dead-letters any other)."""
+    conversation = stream_id.removeprefix("conversation-")
+    if type_ == "MessageSent":
+        message_id = str(uuid.uuid4())
+        return MessageSent(
+            conversation_id=conversation, message_id=message_id, seq=seq, sender_id="user-a",
+            client_msg_id=message_id, text="x" * 200,
+        ).payload()  # fmt: skip
+    return Read(conversation_id=conversation, user_id="user-b", up_to_seq=seq).payload()
 
 
 class Recorder:

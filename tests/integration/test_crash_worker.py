@@ -10,6 +10,7 @@ a pause before the commit so that the kill lands inside a batch's transaction.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,6 +98,58 @@ async def test_a_worker_killed_mid_batch_and_restarted_handles_every_event_exact
         await asyncio.sleep(1.0)  # anything doubled would show now
         assert await handled_count(engine) == TOTAL
         assert_exactly_once_in_order(await applied_versions(engine), {f"conversation-{c}": PER_STREAM for c in ids})
+    finally:
+        for child in children:
+            child.stop()
+        await relay.stop()
+        await store.close()
+
+
+async def trickle(store: SqlEventStore, ids: list[str], rounds: int, gap: float) -> None:
+    """One event per stream per round: live traffic, so the worker fetches small, partial batches."""
+    for seq in range(1, rounds + 1):
+        await append_messages(store, len(ids), 1, start_seq=seq, ids=ids)
+        await asyncio.sleep(gap)
+
+
+@pytest.mark.parametrize("broker_url", ["nats"], indirect=True)
+async def test_a_partial_batch_held_by_a_killed_worker_is_not_overtaken_by_newer_events(
+    broker: ConsumingBroker, broker_url: str, namespace: str, worker_db: tuple[str, AsyncEngine], tmp_path: Path
+) -> None:
+    """JetStream redelivers a killed owner's unacked batch only after `ack_wait`. Here `ack_wait` (6 s)
+    is longer than the lease TTL (3 s), as in production (30 s / 15 s), so the next owner holds the
+    partition before the old batch comes back. It must not fetch newer events first: a handler whose
+    checkpoint passed them would skip the old ones for good (the count would stop short of TOTAL).
+    RabbitMQ returns a dead connection's messages at once, in place, so this is JetStream's case."""
+    db_url, engine = worker_db
+    events_url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    await asyncio.to_thread(migrate, events_url)
+    o = options(batch=32, ack_wait=6.0, lease_ttl=3.0)
+    await broker.declare_consumers(
+        [ConsumerSpec(KIND, None, p, o.retry.max_deliver, o.ack_wait, o.batch_size) for p in range(broker.partitions)]
+    )
+    args = ["--broker", broker_url, "--namespace", namespace, "--db", db_url, "--pause", "0.05"]
+    args += ["--ack-wait", "6", "--lease-ttl", "3"]
+    streams, rounds = 20, 40
+    store = await SqlEventStore.open(events_url)
+    relay = Relay.for_database(store, broker, store.engine, events_url, options=RelayOptions(idle_wait=0.05))
+    children: list[Child] = []
+    ids = [str(uuid.uuid4()) for _ in range(streams)]
+    try:
+        await relay.start()
+        first = Child("worker-a", "crash_worker.py", args, tmp_path)
+        children.append(first)
+        traffic = asyncio.create_task(trickle(store, ids, rounds, gap=0.1))
+        await wait_handled(engine, 150, 30.0, children)
+        first.kill()  # mid-flow: live partitions hold small batches, unacked
+        assert await handled_count(engine) < streams * rounds, "the kill came too late to be mid-flow"
+        second = Child("worker-b", "crash_worker.py", args, tmp_path)
+        children.append(second)
+        await traffic
+        await wait_handled(engine, streams * rounds, 60.0, children)
+        await asyncio.sleep(1.0)  # anything doubled would show now
+        assert await handled_count(engine) == streams * rounds
+        assert_exactly_once_in_order(await applied_versions(engine), {f"conversation-{c}": rounds for c in ids})
     finally:
         for child in children:
             child.stop()

@@ -13,7 +13,7 @@ from test_read_models_support import RM_TABLES, Env, dump
 from services import cli
 from services.projections import queries
 from services.projections.rebuild import rebuild, status
-from services.projections.tables import TABLES
+from services.projections.tables import PROJECTIONS, TABLES
 from shared.events.conversation import ObjectLink
 
 env = support.env  # the fixture, shared with the other test_read_models_* modules
@@ -67,7 +67,7 @@ async def test_status_shows_lag_per_partition(env: Env) -> None:
     await _scenario(env)
     rows = await status(env.engine, PARTITIONS)
     head = (await env.store.head()).position
-    assert len(rows) == 2 * PARTITIONS and all(r.head == head for r in rows)
+    assert len(rows) == len(PROJECTIONS) * PARTITIONS and all(r.head == head for r in rows)
     assert sum(r.pending for r in rows if r.projection == "chat") == head
     await env.project()
     assert all(r.pending == 0 for r in await status(env.engine, PARTITIONS))

@@ -32,7 +32,17 @@ from shared.store.migrate import migrate
 from shared.store.sql import SqlEventStore
 
 SHA = "0" * 64
-RM_TABLES = ("rm_conversations", "rm_members", "rm_messages", "rm_object_links", "rm_message_files", "rm_users")
+RM_TABLES = (
+    "rm_conversations",
+    "rm_members",
+    "rm_messages",
+    "rm_object_links",
+    "rm_message_files",
+    "rm_users",
+    "rm_audit_events",
+    "rm_audit_event_users",
+    "rm_audit_membership",
+)
 
 
 @dataclass

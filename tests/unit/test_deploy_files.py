@@ -324,6 +324,12 @@ def test_the_example_nats_cluster_has_three_nodes_that_sync_always() -> None:
     assert config.count("nats-headless.ledgerline.svc:6222") == 3
 
 
+def test_the_kubernetes_streams_keep_one_copy_per_nats_node() -> None:
+    docs = {doc["metadata"]["name"]: doc for _p, doc in kubernetes_documents()}
+    replicas = int(docs["ledgerline-config"]["data"]["LEDGERLINE_NATS_REPLICAS"])
+    assert replicas == docs["nats"]["spec"]["replicas"] == 3
+
+
 # ---- systemd ----
 
 

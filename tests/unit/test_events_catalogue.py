@@ -59,6 +59,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "edited_by": "alice",
     },
     "MessageRetracted": {"conversation_id": CONV, "message_id": "m-1", "seq": 1, "retracted_by": "alice"},
+    "ConversationExpired": {"conversation_id": CONV, "kind": "group", "retention_days": 365},
     "Delivered": {"conversation_id": CONV, "user_id": "bob", "up_to_seq": 0},
     "Read": {"conversation_id": CONV, "user_id": "bob", "up_to_seq": 7},
     "TicketOpened": {
@@ -130,6 +131,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "author_id": "alice",
         "public": True,
     },
+    "AgentAvailabilityChanged": {"agent_id": "agent-1", "available": True},
     "UserSeen": {
         "user_id": "alice",
         "name": "Алиса Петрова",

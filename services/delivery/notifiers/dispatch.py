@@ -41,6 +41,8 @@ class OfflineDispatcher:
         self._pending: dict[str, list[Notification]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._calls = metrics.counter("delivery_notify_calls", "Offline notifier calls, by outcome", ["outcome"])
+        for outcome in ("ok", "failed"):  # on /metrics from the start: an alert needs the series before the event
+            self._calls.labels(outcome)
 
     def offer(self, user_id: str, item: Notification) -> None:
         pending = self._pending.setdefault(user_id, [])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -99,7 +100,10 @@ async def receive_upload(request: Request, store: FileStore, limit: int) -> Uplo
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]  # its TypedDict of callbacks
     sink, temp = await store.open_temp()
     try:
-        sha, head = await _stream(request, parser, reader, sink)
+        try:
+            sha, head = await _stream(request, parser, reader, sink)
+        except MultipartParseError as e:  # a broken body is the client's: 422, not 500 (tests/fuzz)
+            raise Invalid("file", f"the multipart body is malformed: {e}") from None
     except BaseException:
         sink.close()
         await store.discard(temp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.gateway.routes import (
+    audit,
     conversations,
     files,
     members,
@@ -12,6 +13,9 @@ from services.gateway.routes import (
     objects,
     receipts,
     search,
+    support,
+    ticket_views,
+    tickets,
     unread,
     users,
 )
@@ -19,6 +23,8 @@ from services.gateway.routes import (
 
 def v1_router() -> APIRouter:
     router = APIRouter(prefix="/v1")
-    for module in (conversations, members, messages, receipts, unread, objects, search, users, files):
+    for module in (conversations, members, messages, receipts, unread, objects, search, users, files, support, tickets):
         router.include_router(module.router)
+    router.include_router(ticket_views.router)
+    router.include_router(audit.router)  # /v1/audit: auditors only (docs/audit.md)
     return router

@@ -16,7 +16,12 @@ from services.projections.views import ConversationDetail, ConversationSummary, 
 router = APIRouter(tags=["conversations"])
 
 
-@router.post("/conversations", status_code=201, response_model=ConversationDetail)
+@router.post(
+    "/conversations",
+    status_code=201,
+    response_model=ConversationDetail,
+    responses={200: {"model": ConversationDetail, "description": "the direct conversation existed: the same one"}},
+)
 async def start_conversation(
     body: NewConversation, principal: Caller, gw: Services, response: Response
 ) -> ConversationDetail:

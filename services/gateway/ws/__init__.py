@@ -12,12 +12,20 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from services.gateway.ws.endpoint import websocket_endpoint
+from services.gateway.ws.presence import GatewayPresence
 from services.gateway.ws.realtime import Realtime
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    realtime = Realtime(app.state.gateway, app.state.broker)
+    settings = app.state.gateway.settings
+    presence = GatewayPresence(
+        app.state.broker,
+        app.state.gateway.engine,
+        heartbeat=settings.presence_heartbeat_seconds,
+        ttl=settings.presence_ttl_seconds,
+    )
+    realtime = Realtime(app.state.gateway, app.state.broker, presence)
     app.state.realtime = realtime
     await realtime.start()
     try:

@@ -33,6 +33,9 @@ UNAUTHORIZED = 4401
 MAX_FRAME_CHARS = 64 * 1024
 # Typing from one user in one conversation is forwarded at most this often (clients repeat it).
 TYPING_EVERY = 1.0
+# How long a closing socket's queued frames and close frame may take to drain; past it the session is
+# gone anyway and the server drops the connection.
+CLOSE_TIMEOUT = 10.0
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -48,7 +51,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
         await _serve(websocket, session, principal, realtime)
     finally:
+        # Before the closing handshake: a client that stopped reading may never take the close frame,
+        # and its subscription, presence and outbox must not wait for it.
         await realtime.hub.leave(session)
+    if session.closed.is_set():
+        await _close(websocket, session)
 
 
 def _authenticate(websocket: WebSocket) -> Principal:
@@ -67,15 +74,22 @@ async def _deny(websocket: WebSocket, reason: str) -> None:
 
 
 async def _serve(websocket: WebSocket, session: Session, principal: Principal, realtime: Realtime) -> None:
+    """Until the client leaves, a send fails, or the session is closed (slow consumer). The writer may
+    then be blocked in a send to a client that stopped reading: it is cancelled, not awaited out."""
     writer = asyncio.create_task(session.write())
     reader = asyncio.create_task(_read(websocket, session, principal, realtime))
-    await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (reader, writer):
+    closed = asyncio.create_task(session.closed.wait())
+    await asyncio.wait({writer, reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (reader, writer, closed):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
             await task
-    if session.closed.is_set():
-        with contextlib.suppress(Exception):
+
+
+async def _close(websocket: WebSocket, session: Session) -> None:
+    """Send the close frame with its reason; bounded, since the frames before it must drain first."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
             await websocket.close(session.close_code, session.close_reason)
 
 
@@ -83,8 +97,15 @@ async def _read(websocket: WebSocket, session: Session, principal: Principal, re
     handler = _Frames(session, principal, realtime)
     with contextlib.suppress(WebSocketDisconnect):
         while True:
-            text = await websocket.receive_text()
+            # receive(), not receive_text(): a binary frame must get an error frame, not end the reader.
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
             session.last_active = time.monotonic()
+            text = message.get("text")
+            if text is None:
+                handler.refuse_binary()
+                continue
             await handler.handle(text)
 
 
@@ -108,6 +129,10 @@ class _Frames:
             self.session.send({"type": "error", "code": "invalid", "detail": str(e), "frame": _type_of(text)})
         except GatewayError as e:
             self.session.send({"type": "error", "code": "refused", "detail": str(e), "frame": _type_of(text)})
+
+    def refuse_binary(self) -> None:
+        detail = "frames are JSON text, not binary"
+        self.session.send({"type": "error", "code": "binary", "detail": detail, "frame": None})
 
     async def _dispatch(self, frame: Frame) -> None:
         kind = frame.get("type")
@@ -145,8 +170,7 @@ class _Frames:
         done: dict[str, int] = {}
         for key, last_seq in wanted.items():
             conversation_id, seq = str(key), int(last_seq)
-            self.session.begin_resync(conversation_id)
-            self.session.sent[conversation_id] = max(self.session.sent.get(conversation_id, 0), seq)
+            self.session.begin_resync(conversation_id, seq)
             try:
                 history = await resync.missed(
                     self.gateway.engine,
@@ -156,9 +180,9 @@ class _Frames:
                     last_seq,
                 )
             except resync.NotMember:
-                self.session.end_resync(conversation_id, [])
+                await self.session.end_resync(conversation_id, [])
                 raise _BadFrame("not_found", f"conversation {conversation_id!r} not found", "resync") from None
-            self.session.end_resync(conversation_id, history)
+            await self.session.end_resync(conversation_id, history)
             done[conversation_id] = self.session.sent.get(conversation_id, seq)
         self.session.send({"type": "resync", "done": True, "conversations": done})
 
@@ -176,13 +200,15 @@ def _parse(text: str) -> Frame:
         frame: Any = json.loads(text)
     except ValueError:
         raise _BadFrame("invalid_json", "the frame is not JSON", None) from None
+    except RecursionError:  # not a ValueError: it would end the reader and drop the socket
+        raise _BadFrame("invalid_json", "the frame's JSON is nested too deeply", None) from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise _BadFrame("invalid", "a frame is a JSON object with a string `type`", None)
     return frame
 
 
 def _type_of(text: str) -> str | None:
-    with contextlib.suppress(ValueError, AttributeError):
+    with contextlib.suppress(ValueError, AttributeError, RecursionError):
         return str(json.loads(text).get("type"))
     return None
 

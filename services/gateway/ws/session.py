@@ -5,6 +5,11 @@ Ordering rule per conversation (docs/realtime.md): `sent[c]` is the highest mess
 has sent for c (inclusive). A live `message` frame at or below it is a duplicate and dropped. While
 a resync of c reads the read model, live message frames of c are held in `held[c]`; when the read
 ends, the history is sent, then the held frames above the history's last seq, in seq order.
+
+Live frames sent before the client's first resync of c (between connecting and the resync frame, a
+lagging delivery worker may still publish older messages) are remembered by seq (`early[c]`, at most
+EARLY_LIMIT): the resync starts from the client's last_seq, not from them, and skips only those very
+seqs, so nothing between last_seq and them is lost.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ Frame = dict[str, Any]
 # (4008) and resyncs on reconnect; 256 frames is seconds of a very busy user's traffic.
 OUTBOX_LIMIT = 256
 SLOW_CONSUMER = 4008
+SLOW_REASON = "slow consumer: too many frames waiting; reconnect and resync"
+# Seqs remembered per conversation before its first resync; past it a resync may send one twice
+# (a duplicate the client drops by seq), never leave a gap.
+EARLY_LIMIT = 256
 
 
 class Session:
@@ -30,23 +39,32 @@ class Session:
         self.user_id = user_id
         self.sent: dict[str, int] = {}
         self.held: dict[str, list[Frame]] = {}
+        self.early: dict[str, set[int]] = {}
+        self.synced: set[str] = set()
         self.last_active = time.monotonic()
         self.closed = asyncio.Event()
         self.close_code = 1000
         self.close_reason = ""
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(limit)
+        self._drained = asyncio.Event()  # set by the writer after each frame, and on close
 
     def deliver(self, frame: Frame, raw: bytes | None = None) -> None:
         """A live frame from the broker (or another session's typing): filtered, then queued."""
         if frame.get("type") == "message":
             conversation = str(frame.get("conversation_id"))
-            if conversation in self.held:
-                self.held[conversation].append(frame)
+            held = self.held.get(conversation)
+            if held is not None:
+                if len(held) >= self._outbox.maxsize:  # as full as an outbox: the same verdict
+                    self.close(SLOW_CONSUMER, SLOW_REASON)
+                    return
+                held.append(frame)
                 return
-            seq = int(frame.get("seq", 0))
-            if seq <= self.sent.get(conversation, 0):
+            if not self._advance(conversation, frame):
                 return
-            self.sent[conversation] = seq
+            if conversation not in self.synced:
+                early = self.early.setdefault(conversation, set())
+                if len(early) < EARLY_LIMIT:
+                    early.add(int(frame.get("seq", 0)))
         self.send(frame, raw)
 
     def send(self, frame: Frame, raw: bytes | None = None) -> None:
@@ -55,37 +73,66 @@ class Session:
         try:
             self._outbox.put_nowait(raw if raw is not None else encode(frame))
         except asyncio.QueueFull:
-            self.close(SLOW_CONSUMER, "slow consumer: too many frames waiting; reconnect and resync")
+            self.close(SLOW_CONSUMER, SLOW_REASON)
 
-    def begin_resync(self, conversation: str) -> None:
+    def begin_resync(self, conversation: str, last_seq: int) -> None:
+        """From now on hold live frames of `conversation`; the client holds every seq <= last_seq."""
         self.held.setdefault(conversation, [])
+        self.sent[conversation] = last_seq
 
-    def end_resync(self, conversation: str, history: list[Frame]) -> None:
-        """Send `history` (oldest first), then the live frames held meanwhile that it did not cover."""
-        held = self.held.pop(conversation, [])
+    async def end_resync(self, conversation: str, history: list[Frame]) -> None:
+        """Send `history` (oldest first), then the live frames held meanwhile that it did not cover.
+
+        History may be far longer than the outbox: it is paced by the writer (queued only while the
+        outbox is less than half full, so live frames of other conversations keep room), and the
+        conversation stays held until all of it is queued, so no live frame overtakes it."""
+        early = self.early.pop(conversation, set())
+        self.synced.add(conversation)
         for frame in history:
-            self.deliver(frame)
+            if int(frame.get("seq", 0)) in early:  # sent live before the resync began
+                self.sent[conversation] = max(self.sent.get(conversation, 0), int(frame.get("seq", 0)))
+            elif self._advance(conversation, frame):
+                await self._room()
+                self.send(frame)
+        held = self.held.pop(conversation, [])
         for frame in sorted(held, key=lambda f: int(f.get("seq", 0))):
             self.deliver(frame)
+
+    def _advance(self, conversation: str, frame: Frame) -> bool:
+        """Record a message frame as sent; False when its seq was sent already (a duplicate)."""
+        seq = int(frame.get("seq", 0))
+        if seq <= self.sent.get(conversation, 0):
+            return False
+        self.sent[conversation] = seq
+        return True
+
+    async def _room(self) -> None:
+        while self._outbox.qsize() >= self._outbox.maxsize // 2 and not self.closed.is_set():
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self, code: int, reason: str) -> None:
         if not self.closed.is_set():
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            self._drained.set()
 
     async def write(self) -> None:
         """The writer task: drain the outbox until the session closes."""
         closed = asyncio.create_task(self.closed.wait())
+        get: asyncio.Task[bytes] | None = None
         try:
             while not self.closed.is_set():
                 get = asyncio.create_task(self._outbox.get())
                 await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if not get.done():
-                    get.cancel()
                     break
+                self._drained.set()
                 await self.websocket.send_text(get.result().decode())
         finally:
             closed.cancel()
+            if get is not None:
+                get.cancel()  # also when this task is cancelled while waiting
 
 
 def encode(frame: Frame) -> bytes:

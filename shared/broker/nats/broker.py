@@ -37,6 +37,8 @@ from shared.events.partition import DEFAULT_PARTITIONS, partition_of
 PUBLISH_WINDOW = 256
 # How long a publish waits for the server's ack (or for room in the window) before it fails.
 PUBLISH_TIMEOUT = 10.0
+# The server stores a message with this header only when the stream's last message has that id.
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 
 _Pending = tuple[RecordedEvent, str, "asyncio.Future[api.PubAck]"]
 
@@ -59,6 +61,7 @@ class NatsBroker:
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=PUBLISH_WINDOW)
+        _settle_refused_publishes(self._js)
         self.names = names
         self._partitions = partitions
         self._source = source
@@ -66,6 +69,9 @@ class NatsBroker:
         # Concurrent publish_events calls (the relay's pipeline) send one after the other, each
         # call's events in order, so the stream stores them in call order; confirms overlap.
         self._send_lock = asyncio.Lock()
+        # (position, event id) of the last event sent to the events stream, for the next one's
+        # expected-last header (publish_events); None when unknown (start, or after a failure).
+        self._last_sent: tuple[int, str] | None = None
 
     @classmethod
     async def connect(
@@ -77,6 +83,7 @@ class NatsBroker:
         partitions: int = DEFAULT_PARTITIONS,
         source: str = "ledgerline/gateway",
         max_age: float | None = None,
+        replicas: int = 1,
     ) -> NatsBroker:
         """Connect and create the streams when missing. `max_age` (seconds) bounds the events stream;
         None keeps events until removed (the event store can always republish them)."""
@@ -85,7 +92,11 @@ class NatsBroker:
         except (OSError, nats.errors.Error) as err:
             raise BrokerUnavailable(url, str(err) or type(err).__name__) from err
         broker = cls(nc, names or NatsNames.for_namespace(namespace), partitions, source)
-        await ensure_streams(broker._js, broker.names, max_age)
+        try:
+            await ensure_streams(broker._js, broker.names, max_age, replicas)
+        except BaseException:
+            await nc.close()  # a service that cannot start must not keep reconnecting in the background
+            raise
         return broker
 
     @property
@@ -95,11 +106,23 @@ class NatsBroker:
     async def publish_events(self, events: Sequence[RecordedEvent]) -> None:
         """Publish all with up to PUBLISH_WINDOW acks in flight, then wait for every ack.
 
-        One connection sends them in order, so the stream stores them in order. Concurrent calls
-        send one after the other (FIFO) and wait for their acks side by side."""
-        async with self._send_lock:
-            pending = await self._send(events)
-        await self._confirm(pending, len(events))
+        One connection sends them in order, and concurrent calls send one after the other (FIFO)
+        and wait for their acks side by side. That alone does not keep the stream in position order
+        across a server crash: the tail of one call can be lost with the server while the next
+        call's messages, still in the client's buffer, are stored after the reconnect, ahead of the
+        tail's republication — and workers whose checkpoints passed them would skip the tail for
+        good. So each event whose predecessor (position - 1) was the last one sent carries
+        `Nats-Expected-Last-Msg-Id`: the server stores it only right after that predecessor, and
+        refuses it otherwise (it checks duplicates first, so a republished copy is still answered
+        as a duplicate). The caller's retry from its last confirmed position then restores the order.
+        """
+        try:
+            async with self._send_lock:
+                pending = await self._send(events)
+            await self._confirm(pending, len(events))
+        except BaseException:
+            self._last_sent = None  # what the server holds is unknown: the retry's first event goes unchecked
+            raise
 
     async def _send(self, events: Sequence[RecordedEvent]) -> list[_Pending]:
         pending: list[_Pending] = []
@@ -111,7 +134,11 @@ class NatsBroker:
                     p = partition_of(e.stream_id, self._partitions)
                     subject = self.names.event_subject(e.type, p)
                     body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
-                    headers = {"Nats-Msg-Id": str(e.event_id), "Content-Type": CONTENT_TYPE}
+                    event_id = str(e.event_id)
+                    headers = {"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE}
+                    if self._last_sent is not None and self._last_sent[0] == e.position - 1:
+                        headers[EXPECTED_LAST_MSG_ID] = self._last_sent[1]
+                    self._last_sent = (e.position, event_id)
                     # No wait_stall: nats-py would wrap every window wait in asyncio.wait_for (a task
                     # per event, measured at a third of the rate); the timer above bounds the loop.
                     future = await self._js.publish_async(subject, body, headers=headers)
@@ -128,12 +155,15 @@ class NatsBroker:
         _, not_done = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT)
         for future in not_done:
             future.cancel()
+        for future in futures:  # mark every refusal as seen: only the first is raised
+            if not future.cancelled():
+                future.exception()
         for confirmed, (e, subject, future) in enumerate(pending):
             if future.cancelled():
                 raise PublishFailed(str(e.event_id), subject, "no ack in time", confirmed, total)
             err = future.exception()
-            if err is not None:
-                raise PublishFailed(str(e.event_id), subject, repr(err), confirmed, total) from err
+            if err is not None:  # str(): nats-py's repr drops the server's description
+                raise PublishFailed(str(e.event_id), subject, f"{type(err).__name__}: {err}", confirmed, total) from err
             if future.result().stream != self.names.stream:
                 raise PublishFailed(str(e.event_id), subject, "stored by another stream", confirmed, total)
 
@@ -207,3 +237,26 @@ def _dead_letter(kind: str, msg: Msg) -> DeadLetter:
         deliveries=int(headers.get(DeadLetterHeader.DELIVERIES, "0")),
         body=msg.data,
     )
+
+
+def _settle_refused_publishes(js: JetStreamContext) -> None:
+    """Make a refused publish_async fail its future at once.
+
+    nats-py 2.16's reply handler raises the server's error (`APIError.from_error` raises instead of
+    returning) inside the subscription callback, so the publish's future is never settled and the
+    caller only learns of the refusal (e.g. "wrong last msg ID") from its own timeout. The wrapper
+    settles the future with that error. It must be installed before the first publish_async, which
+    subscribes the handler; tests/integration/test_nats_publish_order.py fails if this stops working.
+    """
+    original = js._handle_async_reply
+    prefix_length = len(js._nc._inbox_prefix) + 22 + 2  # inbox prefix, "." + 22-char nuid + "."; as nats-py
+
+    async def handle(msg: Msg) -> None:
+        try:
+            await original(msg)
+        except nats.js.errors.APIError as err:
+            future = js._publish_async_futures.get(msg.subject[prefix_length:])
+            if future is not None and not future.done():
+                future.set_exception(err)
+
+    js._handle_async_reply = handle  # type: ignore[method-assign]

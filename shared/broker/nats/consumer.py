@@ -92,6 +92,11 @@ class NatsPartitionConsumer:
     async def lag(self) -> int | None:
         return self._lag
 
+    async def unsettled(self) -> int:
+        # Counted by the server for the durable consumer, so it includes what a killed owner held.
+        info = await self._sub.consumer_info()
+        return int(info.num_ack_pending or 0)
+
     async def close(self) -> None:
         # Unsubscribe the client side only: the durable consumer keeps its position on the server.
         with contextlib.suppress(nats.errors.Error):

@@ -33,13 +33,26 @@ BROKER_MAX_DELIVER_MARGIN = 3
 API_TIMEOUT = 5.0
 
 
-async def ensure_streams(js: JetStreamContext, names: NatsNames, max_age: float | None) -> None:
-    await _ensure_stream(js, names.stream, [f"{names.subject_prefix}.>"], max_age)
+# JetStream API error codes meaning "cannot place that many copies": 10074 "replicas > 1 not supported
+# in non-clustered mode" (a single server), 10005 "no suitable peers for placement" (too few nodes).
+ERR_REPLICAS_NOT_PLACEABLE = (10074, 10005)
+
+
+class ReplicasNotHonoured(TopologyError):
+    """The server cannot keep the stream copies asked for (LEDGERLINE_NATS_REPLICAS)."""
+
+
+async def ensure_streams(js: JetStreamContext, names: NatsNames, max_age: float | None, replicas: int = 1) -> None:
+    """Both streams with `replicas` copies each (LEDGERLINE_NATS_REPLICAS): 1 on a single server, 3 on
+    a 3-node cluster so that a node may fail without losing acknowledged events."""
+    await _ensure_stream(js, names.stream, [f"{names.subject_prefix}.>"], max_age, replicas)
     # Dead letters are kept until an operator removes them: no age limit.
-    await _ensure_stream(js, names.dead_stream, [f"{names.dead_prefix}.>"], None)
+    await _ensure_stream(js, names.dead_stream, [f"{names.dead_prefix}.>"], None, replicas)
 
 
-async def _ensure_stream(js: JetStreamContext, name: str, subjects: list[str], max_age: float | None) -> None:
+async def _ensure_stream(
+    js: JetStreamContext, name: str, subjects: list[str], max_age: float | None, replicas: int
+) -> None:
     config = api.StreamConfig(
         name=name,
         subjects=subjects,
@@ -48,6 +61,7 @@ async def _ensure_stream(js: JetStreamContext, name: str, subjects: list[str], m
         discard=api.DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         max_age=max_age,
+        num_replicas=replicas,
     )
     try:
         await js.add_stream(config)
@@ -56,9 +70,19 @@ async def _ensure_stream(js: JetStreamContext, name: str, subjects: list[str], m
         try:
             await js.update_stream(config)
         except nats.js.errors.Error as err:
-            raise TopologyError(name, str(err)) from err
+            raise _topology_error(name, err, replicas) from err
     except nats.js.errors.Error as err:
-        raise TopologyError(name, str(err)) from err
+        raise _topology_error(name, err, replicas) from err
+
+
+def _topology_error(name: str, err: nats.js.errors.Error, replicas: int) -> TopologyError:
+    if isinstance(err, nats.js.errors.APIError) and replicas > 1 and err.err_code in ERR_REPLICAS_NOT_PLACEABLE:
+        reason = (
+            f"the NATS server cannot keep {replicas} copies of the stream (it answered: {err.description});"
+            " use 1 on a single server, at most the number of nodes on a cluster"
+        )
+        return ReplicasNotHonoured(name, reason)
+    return TopologyError(name, str(err))
 
 
 def supports_filter_subjects(nc: NATS) -> bool:
@@ -76,11 +100,11 @@ def consumer_config(names: NatsNames, spec: ConsumerSpec, multi_filter: bool) ->
         deliver_policy=api.DeliverPolicy.ALL,
         ack_policy=api.AckPolicy.EXPLICIT,
         max_deliver=max_deliver,
-        # Redeliveries after a lost instance back off, so a crash loop does not spin the partition.
-        backoff=[spec.ack_wait * min(2**i, 8) for i in range(max_deliver - 1)],
-        # One batch outstanding at a time: after a crash nothing newer is delivered before the
-        # unacknowledged batch comes back, which keeps each stream in order across a takeover.
+        # Every redelivery after exactly `ack_wait` (no growing back-off): a new owner of the partition
+        # waits that long for a previous owner's unacked messages to expire, and the server then
+        # delivers them before anything newer (shared/broker/consume.py, "Takeover").
         ack_wait=spec.ack_wait,
+        # One batch outstanding at a time: a full batch held by a killed owner blocks newer messages.
         max_ack_pending=spec.batch_size,
         max_waiting=8,
         description=f"ledgerline worker {spec.kind}, partition {spec.partition}",

@@ -102,6 +102,28 @@ class RabbitBroker:
         exchange = self.names.exchange
         window = self._window
         tasks: list[asyncio.Task[object]] = []
+        try:
+            await self._send(events, underlay, exchange, window, tasks)
+        except BaseException:
+            # Cancelled (the relay abandons a page) or failed mid-send: the publishes already started
+            # would otherwise finish unobserved ("Task exception was never retrieved" on their timeout).
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for confirmed, (e, result) in enumerate(zip(events, results, strict=True)):
+            if isinstance(result, BaseException):
+                raise PublishFailed(str(e.event_id), self.names.exchange, repr(result), confirmed, len(events))
+
+    async def _send(
+        self,
+        events: Sequence[RecordedEvent],
+        underlay: aiormq.abc.AbstractChannel,
+        exchange: str,
+        window: asyncio.Semaphore,
+        tasks: list[asyncio.Task[object]],
+    ) -> None:
         async with self._send_lock:
             for e in events:
                 await window.acquire()
@@ -124,10 +146,6 @@ class RabbitBroker:
                 task: asyncio.Task[object] = asyncio.create_task(publish)
                 task.add_done_callback(lambda _: window.release())
                 tasks.append(task)
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for confirmed, (e, result) in enumerate(zip(events, results, strict=True)):
-            if isinstance(result, BaseException):
-                raise PublishFailed(str(e.event_id), self.names.exchange, repr(result), confirmed, len(events))
 
     async def publish_ephemeral(self, subject: str, data: bytes) -> None:
         assert self._ephemeral_channel is not None

@@ -132,6 +132,11 @@ class RabbitPartitionConsumer:
                 self._lag = (result.declaration_result.message_count or 0) + self._buffer.qsize()
         return self._lag
 
+    async def unsettled(self) -> int:
+        # RabbitMQ returns a closed channel's (or a dead connection's) unacked messages to the queue
+        # at once, in their place: a new owner never overtakes them.
+        return 0
+
     async def close(self) -> None:
         # Closing the channel returns every unacknowledged message (buffered ones included) to the queue.
         with contextlib.suppress(aiormq.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError):

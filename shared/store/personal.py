@@ -1,0 +1,225 @@
+"""Personal data sealed per person (crypto-shredding, 152-FZ; docs/audit.md "Personal data").
+
+At append, each field an event lists in `personal_fields` is replaced by a sealed value
+`{"$sealed": <key id>, "t": "s"|"l"|"o", "ct": base64(nonce ‖ AES-256-GCM ciphertext)}` under the
+current key of the event's data subject (who wrote it, or whom it describes: `subject_of`). The
+hash chain covers the sealed form, so destroying a key changes no stored byte and `audit verify`
+keeps passing. Reads open sealed values again; once the subject's keys are destroyed (erasure) they
+open to a marker of the same JSON type ("[erased]", [] or {}) that every event model accepts.
+
+Keys live in `personal_keys` (one row per key: key id, subject, scope — the conversation, or "" for
+the person's own data —, 32 random bytes, NULL once destroyed by an erasure or by retention).
+Each process caches keys for KEY_CACHE_SECONDS: an erasure made by another process takes effect
+there within that time (an erasure in this process at once).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Column, Index, LargeBinary, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.events.envelope import NewEvent, RecordedEvent
+from shared.events.registry import UnknownEventType, registry
+from shared.store.hashing import canonical_json
+from shared.store.tables import UtcDateTime, metadata
+
+SEALED = "$sealed"
+ERASED_TEXT = "[erased]"
+KEY_CACHE_SECONDS = 2.0  # how long another process's erasure may take to reach this one's reads
+
+personal_keys = Table(
+    "personal_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("subject_id", String(200), nullable=False),
+    # The conversation the sealed fields belong to ("" for the person's own data, e.g. their name):
+    # retention destroys a conversation's keys, an erasure all of a person's.
+    Column("scope", String(200), nullable=False),
+    Column("key", LargeBinary, nullable=True),  # NULL: destroyed by an erasure or by retention
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("erased_at", UtcDateTime, nullable=True),
+    Index("ix_personal_keys_subject_id", "subject_id"),
+    Index("ix_personal_keys_scope", "scope"),
+)
+
+# Whose personal data an event holds, by type: the payload field naming them (default: the actor).
+SUBJECT_FIELDS: dict[str, str] = {
+    "UserSeen": "user_id",
+    "UserProfileChanged": "user_id",
+    "ConversationStarted": "created_by",
+    "ConversationDetailsChanged": "changed_by",
+    "MessageSent": "sender_id",
+    "MessageEdited": "edited_by",
+    "TicketOpened": "requester_id",
+    "TicketNoteAdded": "author_id",
+    "TicketEscalated": "by",
+    "TicketRated": "by",
+}
+
+
+def subject_of(type_: str, actor: str, payload: Mapping[str, Any]) -> str:
+    value = payload.get(SUBJECT_FIELDS.get(type_, ""))
+    return value if isinstance(value, str) else actor
+
+
+def scope_of(payload: Mapping[str, Any]) -> str:
+    value = payload.get("conversation_id")
+    return value if isinstance(value, str) else ""
+
+
+def _kind(value: Any) -> str:
+    return "l" if isinstance(value, list) else "o" if isinstance(value, dict) else "s"
+
+
+def erased(kind: str) -> Any:
+    """What a sealed value opens to once its key is gone."""
+    return [] if kind == "l" else {} if kind == "o" else ERASED_TEXT
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and SEALED in value
+
+
+_PERSONAL: dict[str, frozenset[str] | None] = {}
+
+
+def personal_fields_of(type_: str) -> frozenset[str] | None:
+    """The personal fields of a type's current model; None for a type this version does not know
+    (its payload is searched whole)."""
+    if type_ not in _PERSONAL:
+        try:
+            _PERSONAL[type_] = registry.model_for(type_, registry.latest_version(type_)).personal_fields
+        except UnknownEventType:
+            return None
+    return _PERSONAL[type_]
+
+
+class KeyRing:
+    """Seals and opens personal fields; creates, caches and destroys the keys."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Read-then-insert: on SQLite take the write lock at BEGIN (an upgrade later would fail at once).
+        self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._current: dict[tuple[str, str], tuple[str, AESGCM, float]] = {}  # (subject, scope) -> key
+        self._by_id: dict[str, tuple[AESGCM | None, float]] = {}  # key id -> (cipher or None, cached at)
+
+    async def seal(self, events: Sequence[NewEvent]) -> list[bytes]:
+        """The stored payload bytes of each event, personal fields sealed."""
+        out: list[bytes] = []
+        for e in events:
+            payload = e.event.payload()
+            # Empty values ("", [], None) hold no personal data: left as they are (and cheaper to read).
+            fields = [f for f in type(e.event).personal_fields if payload.get(f)]
+            if fields:
+                subject = subject_of(e.event.type, e.actor, payload)
+                key_id, aead = await self._current_key(subject, scope_of(payload))
+                aad = key_id.encode()
+                for f in fields:
+                    nonce = os.urandom(12)
+                    ct = nonce + aead.encrypt(nonce, canonical_json(payload[f]), aad)
+                    payload[f] = {SEALED: key_id, "t": _kind(payload[f]), "ct": base64.b64encode(ct).decode()}
+            out.append(canonical_json(payload))
+        return out
+
+    async def open(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """The same events with their sealed fields opened (or shown erased), in place: the events
+        were just built from rows, and the read path must stay allocation-light."""
+        found: list[tuple[dict[str, Any], str]] = []
+        for e in events:
+            p = e.payload
+            fields = personal_fields_of(e.type)
+            for f in fields if fields is not None else list(p):
+                v = p.get(f)
+                if v.__class__ is dict and SEALED in v:
+                    found.append((p, f))
+        if not found:
+            return events
+        aeads = await self._aeads({p[f][SEALED] for p, f in found})
+        b64decode, loads = binascii.a2b_base64, orjson.loads
+        for p, f in found:
+            v = p[f]
+            aead = aeads.get(v[SEALED])
+            if aead is None:
+                p[f] = erased(v.get("t", "s"))
+                continue
+            raw = b64decode(v["ct"])
+            p[f] = loads(aead.decrypt(raw[:12], raw[12:], str(v[SEALED]).encode()))
+        return events
+
+    async def erase(self, subject: str) -> int:
+        """Destroy every key of `subject` (all conversations); returns how many were destroyed."""
+        return await self._destroy(personal_keys.c.subject_id == subject)
+
+    async def expire(self, conversation_id: str) -> int:
+        """Destroy every key of one conversation (retention); returns how many were destroyed."""
+        return await self._destroy(personal_keys.c.scope == conversation_id)
+
+    async def live_scopes(self, scopes: Sequence[str]) -> set[str]:
+        """Those of `scopes` that still have a key."""
+        k = personal_keys.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(select(k.scope).where(k.scope.in_(list(scopes)), k.key.is_not(None)).distinct())
+            return {r.scope for r in rows}
+
+    async def _destroy(self, which: Any) -> int:
+        async with self._writer.begin() as conn:
+            result = await conn.execute(
+                update(personal_keys)
+                .where(which, personal_keys.c.key.is_not(None))
+                .values(key=None, erased_at=datetime.now(UTC))
+            )
+        self._current.clear()
+        self._by_id.clear()
+        return int(result.rowcount)
+
+    async def _current_key(self, subject: str, scope: str) -> tuple[str, AESGCM]:
+        now = time.monotonic()
+        cached = self._current.get((subject, scope))
+        if cached is not None and now - cached[2] < KEY_CACHE_SECONDS:
+            return cached[0], cached[1]
+        k = personal_keys.c
+        async with self._writer.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(k.key_id, k.key)
+                    .where(k.subject_id == subject, k.scope == scope, k.key.is_not(None))
+                    .limit(1)
+                )
+            ).first()
+            if row is None:  # two processes may both create one: harmless, an erasure destroys both
+                row_id, key = uuid.uuid4().hex, AESGCM.generate_key(bit_length=256)
+                values: dict[str, Any] = {"key_id": row_id, "subject_id": subject, "scope": scope, "key": key}
+                values["created_at"] = datetime.now(UTC)
+                await conn.execute(personal_keys.insert().values(**values))
+            else:
+                row_id, key = row.key_id, bytes(row.key)
+        aead = AESGCM(key)
+        self._current[(subject, scope)] = (row_id, aead, now)
+        self._by_id[row_id] = (aead, now)
+        return row_id, aead
+
+    async def _aeads(self, ids: set[str]) -> dict[str, AESGCM | None]:
+        now = time.monotonic()
+        out = {i: c[0] for i in ids if (c := self._by_id.get(i)) is not None and now - c[1] < KEY_CACHE_SECONDS}
+        missing = ids - set(out)
+        if missing:
+            k = personal_keys.c
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(select(k.key_id, k.key).where(k.key_id.in_(sorted(missing))))).all()
+            found = {r.key_id: (None if r.key is None else AESGCM(bytes(r.key))) for r in rows}
+            for i in missing:
+                out[i] = found.get(i)
+                self._by_id[i] = (out[i], now)
+        return out
