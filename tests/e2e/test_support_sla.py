@@ -53,7 +53,7 @@ async def test_unanswered_first_response_breaches_once_and_escalates_to_line_2(d
     await desk.agent("ann", "customers", [1])
     await desk.agent("lena", "customers", [2])
     ticket = await _open(desk, "carl", "Nothing works")
-    assert await desk.assignee(ticket) == "ann"
+    assert await desk.first_assignee(ticket) == "ann"
 
     await desk.wait_for("the escalation", lambda: _escalated(desk, ticket))
     await asyncio.sleep(SETTLE_SECONDS)

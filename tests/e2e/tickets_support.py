@@ -155,6 +155,19 @@ class Desk:
         result: str = await self.wait_for(f"ticket {ticket_id} assigned", assigned)
         return result
 
+    async def first_assignee(self, ticket_id: str) -> str:
+        """The agent the ticket was first assigned to: unlike `assignee`, still answerable after a
+        short SLA has already escalated the ticket by the time a loaded machine polls."""
+
+        async def assigned() -> str | None:
+            for e in await self.ticket_events(ticket_id):
+                if e.type == "TicketAssigned":
+                    return str(e.payload["agent_id"])
+            return None
+
+        result: str = await self.wait_for(f"ticket {ticket_id} first assigned", assigned)
+        return result
+
     async def joined(self, agent: str, conversation_id: str) -> None:
         """Until the agent sees the support conversation (they joined it on assignment)."""
 
