@@ -84,6 +84,11 @@ class Desk:
         self._frames = frames
         self._now = now
         self._assigning = asyncio.Lock()
+        # Passes over a queue (dispatch) begun so far. A ticket that found nobody is saved as queued
+        # after the lock is released; an agent who became available meanwhile had their queue read
+        # before that row existed. A pick that sees this number move hands the queue out again, so
+        # the ticket cannot wait for an agent who is already free (a lost wake-up).
+        self._dispatches = 0
         self._freed: list[str] = []  # agents whose slot freed while the lock was held
         self._joins: list[tuple[TicketState, str]] = []  # assignments whose agent has yet to join
         self._settled: LruCache[str, int] = LruCache(SETTLED_CACHE)  # ticket -> version fully handled here
@@ -204,11 +209,12 @@ class Desk:
 
         outcome: Outcome | None = None
         async with self._assigning:
+            seen = self._dispatches
             agent = await self._pick(1, segment)
             if agent is not None:
                 outcome = await open_with(agent)
         if outcome is None:
-            outcome = await open_with(None)
+            outcome = await self._queued(await open_with(None), seen)
         await self._hand_out_freed()
         if outcome.appended:
             self._opened.inc()
@@ -238,15 +244,25 @@ class Desk:
         if not state.exists:
             return state
         outcome: Outcome | None = None
+        seen = self._dispatches
         if state.active and state.assignee is None:
             async with self._assigning:
+                seen = self._dispatches
                 agent = await self._pick(state.line, state.segment)
                 if agent is not None:  # loads are read and changed under the lock
                     outcome = await self._decide(state, agent)
         if outcome is None:  # nobody to assign: nothing to serialise with other tickets
-            outcome = await self._decide(state, None)
+            outcome = await self._queued(await self._decide(state, None), seen)
         await self._hand_out_freed()
         return outcome.state
+
+    async def _queued(self, outcome: Outcome, seen: int) -> Outcome:
+        """A ticket saved without an agent: when a queue pass began since its pick (`seen`), that
+        pass may have missed its row, so its queue is handed out again."""
+        state = outcome.state
+        if state.exists and state.active and state.assignee is None and self._dispatches != seen:
+            await self.dispatch(state.line, None if state.line == 3 else state.segment)
+        return outcome
 
     async def _decide(self, state: TicketState, agent: Pick) -> Outcome:
         decided = await execute(
@@ -335,6 +351,7 @@ class Desk:
     async def dispatch(self, line: int, segment: str | None) -> None:
         """Hand out a queue in SLA order while its pool has capacity."""
         async with self._assigning:
+            self._dispatches += 1
             async with self._read.connect() as conn:
                 waiting = await rows.queued(conn, line, segment, DISPATCH_BATCH)
             for ticket_id in waiting:
