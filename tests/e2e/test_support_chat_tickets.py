@@ -4,6 +4,7 @@ messages belong to it; a resolved ticket reopens within the window."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -139,3 +140,46 @@ async def test_a_supervisor_reassigns_and_the_new_agent_joins_and_hears_of_it(de
         ("ann", "system:tickets", None),
         ("bob", "sara", "ann"),
     ]
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="module")
+async def small_desk(request: pytest.FixtureRequest, embedded_nats: str, tmp_path: Path) -> AsyncIterator[Desk]:
+    """A desk whose agents take one ticket each."""
+    async with desk_on(request.param, embedded_nats, tmp_path, settings={"support_agent_capacity": 1}) as d:
+        yield d
+
+
+async def test_tickets_opened_while_their_agents_come_on_duty_are_all_assigned(small_desk: Desk) -> None:
+    # Found by a flaky run: a ticket that found nobody was saved as queued just after an agent's
+    # claims had been handled, whose queue pass had not seen it yet; it then waited forever.
+    desk = small_desk
+    desk.person("mailbot", ["admin"])
+
+    async def open_ticket(n: int) -> str:
+        body = {"subject": f"Question {n}", "channel": "email", "requester_id": f"req{n}", "segment": "suppliers"}
+        r = await desk.post("/v1/tickets", "mailbot", {**body, "client_ticket_id": f"<q{n}@mail>"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["ticket_id"])
+
+    for round_ in range(8):  # the race needs the two to meet: several rounds make that likely
+        # New to the desk, their claims and availability arrive with the ticket; the agents before
+        # are at their capacity of one, so the ticket can only go to this one.
+        agent = f"agent{round_}"
+        opened = await asyncio.gather(open_ticket(round_), desk.agent(agent, "suppliers", [1]))
+        assert await desk.assignee(str(opened[0])) == agent
+
+
+async def test_a_full_agent_s_next_ticket_waits_and_is_handed_out_when_capacity_frees(small_desk: Desk) -> None:
+    desk = small_desk
+    await desk.agent("ann", "customers", [1])
+    desk.customer("carl")
+    desk.customer("cora")
+    _, first = await _ticket_from_chat(desk, "carl", "First question")
+    assert await desk.assignee(first) == "ann"
+    _, second = await _ticket_from_chat(desk, "cora", "Second question")
+    # Ann is at her capacity of one: the second ticket waits in the queue, unassigned.
+    await desk.wait_for("the second ticket's SLA clock", lambda: _has(desk, second, "TicketSlaClockStarted"))
+    assert not await _has(desk, second, "TicketAssigned")
+    r = await desk.post(f"/v1/tickets/{first}/status", "ann", {"status": "resolved"})
+    assert r.status_code == 200, r.text
+    assert await desk.assignee(second) == "ann"  # the freed slot takes the waiting ticket

@@ -212,16 +212,23 @@ class Desk:
 
 @asynccontextmanager
 async def desk_stack(
-    database_url: str, broker_url: str, tmp_path: Path, *, sla: dict[str, Any] | None = None, worker: bool = True
+    database_url: str,
+    broker_url: str,
+    tmp_path: Path,
+    *,
+    sla: dict[str, Any] | None = None,
+    worker: bool = True,
+    settings: dict[str, Any] | None = None,
 ) -> AsyncIterator[Desk]:
-    """Gateway + projections (+ the tickets worker in this process unless `worker=False`)."""
+    """Gateway + projections (+ the tickets worker in this process unless `worker=False`);
+    `settings`: more settings for every service (say, `support_agent_capacity`)."""
     migrate(database_url)
     policy = tmp_path / "sla.json"
     policy.write_text(json.dumps(sla or CALM_SLA))
     namespace = f"t{unique_suffix()}"
-    settings = load_settings(
+    loaded = load_settings(
         {}, data_dir=tmp_path, database_url=database_url, broker_url=broker_url, jwt_secret=SECRET,
-        partitions=PARTITIONS, rate_limit_per_minute=0, sla_policy_file=policy,
+        partitions=PARTITIONS, rate_limit_per_minute=0, sla_policy_file=policy, **(settings or {}),
     )  # fmt: skip
 
     async def connect(settings: Settings, service: str) -> ConsumingBroker:
@@ -229,7 +236,7 @@ async def desk_stack(
             broker_url, namespace=namespace, partitions=PARTITIONS, source=f"ledgerline/{service}"
         )
 
-    app = create_app(settings, connect=connect)
+    app = create_app(loaded, connect=connect)
     port = free_port()
     server, task = await _serve(app, port)
     brokers: list[ConsumingBroker] = []
@@ -244,7 +251,7 @@ async def desk_stack(
                 Worker(PROJECTIONS, None, handler, broker, engine, metrics=metrics, options=FAST)
             )
             http = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60))
-            desk = Desk(http, port, app, settings, database_url, broker_url, namespace)
+            desk = Desk(http, port, app, loaded, database_url, broker_url, namespace)
             if worker:
                 await stack.enter_async_context(desk.tickets_worker())
             yield desk
