@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Ledgerline: one image for every service; the command chooses which one runs.
 #   docker build -t ledgerline:0.1.0 .
 #   docker run ledgerline:0.1.0 gateway        (or delivery | projections | tickets | relay | migrate)
