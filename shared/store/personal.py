@@ -9,12 +9,18 @@ open to a marker of the same JSON type ("[erased]", [] or {}) that every event m
 
 Keys live in `personal_keys` (one row per key: key id, subject, scope — the conversation, or "" for
 the person's own data —, 32 random bytes, NULL once destroyed by an erasure or by retention).
-Each process caches keys for KEY_CACHE_SECONDS: an erasure made by another process takes effect
-there within that time (an erasure in this process at once).
+Each process caches keys for up to KEY_KEEP_SECONDS. Every destruction of keys adds one to the
+counter in `personal_key_erasures`, in the same transaction; a process trusts its cache for
+KEY_CACHE_SECONDS after it last read that counter unchanged, and drops the whole cache when it moved.
+So an erasure made by another process takes effect here within KEY_CACHE_SECONDS (one in this
+process at once), and a send costs no key read: one row is read per process every KEY_CACHE_SECONDS,
+where each (person, conversation) key used to be read again every KEY_CACHE_SECONDS, which made
+nearly every message of a person who writes less often than that pay a transaction of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
@@ -26,7 +32,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Column, Index, LargeBinary, String, Table, select, update
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events.envelope import NewEvent, RecordedEvent
@@ -37,6 +43,7 @@ from shared.store.tables import UtcDateTime, metadata
 SEALED = "$sealed"
 ERASED_TEXT = "[erased]"
 KEY_CACHE_SECONDS = 2.0  # how long another process's erasure may take to reach this one's reads
+KEY_KEEP_SECONDS = 600.0  # how long a key stays cached at all: bounds the cache by recent use
 
 personal_keys = Table(
     "personal_keys",
@@ -51,6 +58,14 @@ personal_keys = Table(
     Column("erased_at", UtcDateTime, nullable=True),
     Index("ix_personal_keys_subject_id", "subject_id"),
     Index("ix_personal_keys_scope", "scope"),
+)
+
+# One row (id 1): how many times keys were destroyed, ever. Read to validate the caches (above).
+personal_key_erasures = Table(
+    "personal_key_erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
 )
 
 # Whose personal data an event holds, by type: the payload field naming them (default: the actor).
@@ -114,6 +129,9 @@ class KeyRing:
         self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._current: dict[tuple[str, str], tuple[str, AESGCM, float]] = {}  # (subject, scope) -> key
         self._by_id: dict[str, tuple[AESGCM | None, float]] = {}  # key id -> (cipher or None, cached at)
+        self._generation: int | None = None  # the erasure counter the caches were checked against
+        self._checked_at = float("-inf")  # when (monotonic) it was last read
+        self._checking: asyncio.Task[None] | None = None  # the read in flight, shared by its waiters
 
     async def seal(self, events: Sequence[NewEvent]) -> list[bytes]:
         """The stored payload bytes of each event, personal fields sealed."""
@@ -180,14 +198,49 @@ class KeyRing:
                 .where(which, personal_keys.c.key.is_not(None))
                 .values(key=None, erased_at=datetime.now(UTC))
             )
-        self._current.clear()
-        self._by_id.clear()
+            if result.rowcount:  # tells every other process's cache (see the module's docstring)
+                counter = personal_key_erasures.c
+                await conn.execute(
+                    update(personal_key_erasures).where(counter.id == 1).values(generation=counter.generation + 1)
+                )
+        self._forget()
         return int(result.rowcount)
 
+    def _forget(self) -> None:
+        self._current.clear()
+        self._by_id.clear()
+        self._generation, self._checked_at = None, float("-inf")
+
+    async def _validate(self) -> None:
+        """Trust the caches for KEY_CACHE_SECONDS more, or drop them when keys were destroyed since they
+        were checked. Concurrent callers share one read."""
+        if time.monotonic() - self._checked_at < KEY_CACHE_SECONDS:
+            return
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._read_generation())
+        await asyncio.shield(self._checking)
+
+    async def _read_generation(self) -> None:
+        started = time.monotonic()
+        async with self._engine.connect() as conn:
+            generation = (
+                await conn.execute(select(personal_key_erasures.c.generation).where(personal_key_erasures.c.id == 1))
+            ).scalar()
+        if generation is None:  # not migrated this far: fall back to reading keys each time
+            self._current.clear()
+            self._by_id.clear()
+            return
+        if generation != self._generation:
+            self._current.clear()
+            self._by_id.clear()
+            self._generation = int(generation)
+        self._checked_at = started
+
     async def _current_key(self, subject: str, scope: str) -> tuple[str, AESGCM]:
+        await self._validate()
         now = time.monotonic()
         cached = self._current.get((subject, scope))
-        if cached is not None and now - cached[2] < KEY_CACHE_SECONDS:
+        if cached is not None and now - cached[2] < KEY_KEEP_SECONDS:
             return cached[0], cached[1]
         k = personal_keys.c
         async with self._writer.begin() as conn:
@@ -211,8 +264,9 @@ class KeyRing:
         return row_id, aead
 
     async def _aeads(self, ids: set[str]) -> dict[str, AESGCM | None]:
+        await self._validate()
         now = time.monotonic()
-        out = {i: c[0] for i in ids if (c := self._by_id.get(i)) is not None and now - c[1] < KEY_CACHE_SECONDS}
+        out = {i: c[0] for i in ids if (c := self._by_id.get(i)) is not None and now - c[1] < KEY_KEEP_SECONDS}
         missing = ids - set(out)
         if missing:
             k = personal_keys.c

@@ -6,11 +6,14 @@ same way."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +32,7 @@ from shared.events.tickets import TicketNoteAdded, TicketOpened, TicketRated
 from shared.events.users import UserSeen
 from shared.store.engine import create_engine
 from shared.store.migrate import migrate
+from shared.store.personal import KEY_CACHE_SECONDS
 from shared.store.sql import SqlEventStore
 from shared.store.verify import verify_chain
 
@@ -185,3 +189,40 @@ async def test_retention_expires_a_kinds_old_conversations_only(env: tuple[SqlEv
     assert [s for s in conversation_ab if s in after] == []
     assert all(s in after for s in ["Anna Petrova", "Boris Ivanov", "direct chats are kept", "ConversationExpired"])
     assert (await verify_chain(engine)).ok
+
+
+async def test_another_processs_erasure_reaches_this_ones_cache_in_seconds_and_sends_read_no_keys(
+    env: tuple[SqlEventStore, AsyncEngine], database_url: str
+) -> None:
+    store, _ = env  # this process: it has sealed (and so cached) Anna's keys
+    other = await SqlEventStore.open(database_url)  # another process, e.g. the CLI of `audit erase`
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    await asyncio.sleep(KEY_CACHE_SECONDS + 0.2)  # past the window in which a cache is trusted unchecked
+    sqlalchemy.event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for n in range(20):  # a warm cache: sending seals with cached keys, reading none
+            await store.append("conversation-ab", [NewEvent(_anna_says(f"Anna again {n}", 100 + n), "ann")])
+        assert [s for s in statements if "personal_keys" in s] == []
+
+        await erase_person(other, "ann", erased_by="dpo", reason="data_subject_request")
+        deadline = time.monotonic() + KEY_CACHE_SECONDS + 5
+        while "Anna again 0" in repr([e.payload for e in await store.read_stream("conversation-ab")]):
+            assert time.monotonic() < deadline, "this process still opens Anna's destroyed key"
+            await asyncio.sleep(0.1)
+        # What she writes after the erasure is sealed under a new key, readable again.
+        await store.append("conversation-ab", [NewEvent(_anna_says("Anna after the erasure", 200), "ann")])
+        texts = [e.payload.get("text") for e in await store.read_stream("conversation-ab")]
+        assert "Anna after the erasure" in texts and "Anna again 19" not in texts
+    finally:
+        sqlalchemy.event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        await other.close()
+
+
+def _anna_says(text: str, seq: int) -> MessageSent:
+    return MessageSent(
+        conversation_id="ab", message_id=f"m-{seq}", seq=seq, sender_id="ann", client_msg_id=f"c-{seq}", text=text
+    )
