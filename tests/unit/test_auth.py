@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from services.gateway.auth import Principal, TokenVerifier, bearer_token, principal_dependency, verify_token
+from services.gateway.auth import (
+    LEEWAY_SECONDS,
+    Principal,
+    TokenVerifier,
+    bearer_token,
+    principal_dependency,
+    verify_token,
+)
 from services.gateway.errors import Unauthorized
 from shared.config import load_settings
 from shared.errors import ConfigError
@@ -163,3 +171,28 @@ async def test_dependency_reads_the_authorization_header() -> None:
         answer = await client.get("/me")
     assert ok.json() == {"user_id": "alice"}
     assert (answer.status_code, answer.json()) == (401, {"detail": "missing bearer token"})
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(SECRET, ("HS256",))
+    token = hs(exp=int(time.time()) + 30)
+    first = verify_token(token, verifier)
+    assert verify_token(token, verifier) is first  # the second use is answered without decoding again
+    later = time.time() + 30 + LEEWAY_SECONDS + 1
+
+    class Later(datetime):  # PyJWT's clock
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Later:
+            return cls.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(time, "time", lambda: later)  # ours
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)
+    assert refused(token, verifier) == "token expired"  # remembered or not, an expired token is refused
+    assert len(verifier.verified) == 0
+
+
+def test_a_token_one_verifier_accepted_is_not_taken_by_another() -> None:
+    token = hs()
+    verify_token(token, HS)
+    other = TokenVerifier("another-secret-that-is-long-enough-for-hs256", ("HS256",))
+    assert refused(token, other) == "token signature does not verify"

@@ -17,7 +17,8 @@ from services.gateway.consistency import CHAT, DIRECTORY
 from services.gateway.context import Gateway
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     gw: Gateway = request.app.state.gateway
     return gw
 
@@ -28,7 +29,7 @@ async def caller(
 ) -> Principal:
     """The verified caller; counted against their rate limit and recorded in the directory."""
     principal = await current_principal(request, authorization)
-    gw = gateway(request)
+    gw = await gateway(request)
     gw.limiter.check(principal.user_id)
     position = await gw.directory.observe(principal)
     gw.consistency.wrote(principal.user_id, DIRECTORY, user_stream_id(principal.user_id), position)
