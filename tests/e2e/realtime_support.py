@@ -1,6 +1,7 @@
 """The realtime stack for WebSocket tests: two real uvicorn gateways on two ports sharing one database
-(SQLite unless given) and the embedded NATS (in a namespace of the test's own), plus the projections and delivery
-workers on the real worker runtime, all in the test's event loop."""
+(SQLite unless given) and one broker (the embedded NATS, or the machine's RabbitMQ; in a namespace of the
+test's own), plus the projections and delivery workers on the real worker runtime, all in the test's
+event loop."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import httpx
 import uvicorn
 import websockets
 from chat_support import FAST, PARTITIONS, SECRET, token
-from conftest import unique_suffix
+from conftest import RABBIT_URL, create_pg_database, drop_pg_database, require_server, unique_suffix
 
 from services.delivery.handlers import KIND as DELIVERY
 from services.delivery.handlers import delivery_handler
@@ -118,26 +119,27 @@ async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None
 @asynccontextmanager
 async def realtime_stack(
     tmp_path: Path,
-    nats_url: str,
+    broker_url: str,
     *,
     gateways: int = 2,
     notifier: Notifier | None = None,
     policy: DispatchPolicy | None = None,
     database_url: str | None = None,
 ) -> AsyncIterator[RealtimeStack]:
-    """`database_url` defaults to a SQLite file in tmp_path (the conftest `database_url` fixture gives
+    """`broker_url`: NATS or RabbitMQ (its names in a namespace of the stack's own, deleted at the end).
+    `database_url` defaults to a SQLite file in tmp_path (the conftest `database_url` fixture gives
     both databases)."""
     url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'ledgerline.db'}"
     migrate(url)
     namespace = f"t{unique_suffix()}"
     settings = load_settings(
-        {}, data_dir=tmp_path, database_url=url, broker_url=nats_url, jwt_secret=SECRET, partitions=PARTITIONS,
+        {}, data_dir=tmp_path, database_url=url, broker_url=broker_url, jwt_secret=SECRET, partitions=PARTITIONS,
         rate_limit_per_minute=0,
     )  # fmt: skip
 
     async def connect(settings: Settings, service: str) -> ConsumingBroker:
         source = f"ledgerline/{service}"
-        return await connect_broker(nats_url, namespace=namespace, partitions=PARTITIONS, source=source)
+        return await connect_broker(broker_url, namespace=namespace, partitions=PARTITIONS, source=source)
 
     brokers: list[ConsumingBroker] = []
     engine = create_engine(url).execution_options(sqlite_begin="IMMEDIATE")
@@ -174,3 +176,25 @@ async def realtime_stack(
         await broker.delete_topology((PROJECTIONS, DELIVERY))  # type: ignore[attr-defined]
         await broker.close()
     await engine.dispose()
+
+
+BACKENDS = ["embedded-nats+sqlite", "rabbitmq+postgres"]
+"""Test ids of `realtime_on`: the default pair, and the machine's RabbitMQ with a fresh PostgreSQL database."""
+
+
+@asynccontextmanager
+async def realtime_on(backend: str, embedded_nats: str, tmp_path: Path, **options: Any) -> AsyncIterator[RealtimeStack]:
+    """`realtime_stack` on one of BACKENDS (the servers of `rabbitmq+postgres` skip, or fail in CI, when
+    they are not running)."""
+    if backend == "embedded-nats+sqlite":
+        async with realtime_stack(tmp_path, embedded_nats, **options) as s:
+            yield s
+        return
+    assert backend == "rabbitmq+postgres", backend
+    require_server("RabbitMQ", "127.0.0.1", 5672)
+    name, url = create_pg_database()
+    try:
+        async with realtime_stack(tmp_path, RABBIT_URL, database_url=url, **options) as s:
+            yield s
+    finally:
+        drop_pg_database(name)

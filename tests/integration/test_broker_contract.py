@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.broker.factory import connect_broker
 from shared.broker.port import ConsumingBroker
+from shared.broker.rabbit import RabbitBroker
 from shared.broker.runtime import RetryPolicy, Worker, WorkerOptions
 from shared.events.conversation import MessageSent, Read
 from shared.events.envelope import RecordedEvent
@@ -252,3 +253,144 @@ async def test_ephemeral_messages_reach_subscribers(broker: ConsumingBroker) -> 
     finally:
         await sub.unsubscribe()
     assert got == [(f"{prefix}.conv1", b'{"user_id":"u1"}')]
+
+
+# --- Ephemeral fan-in: many subscriptions on one broker (the gateway's one per connected user) -----
+
+
+class Inbox:
+    """Ephemeral handlers that record what each of them received, by name."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+
+    def handler(self, name: str, *, fail: bool = False) -> Callable[[str, bytes], Awaitable[None]]:
+        async def on_message(subject: str, data: bytes) -> None:
+            self.got[name].append((subject, data))
+            if fail:
+                raise RuntimeError(f"handler {name} fails")
+
+        return on_message
+
+    def received(self) -> dict[str, list[tuple[str, bytes]]]:
+        return {name: got for name, got in self.got.items() if got}
+
+
+def ephemeral_prefix() -> str:
+    # NATS subjects are not namespaced by the broker (the server is shared): a prefix of the test's own.
+    return f"ledgerline_t{unique_suffix()}.rt"
+
+
+async def test_thousands_of_ephemeral_subscriptions_on_one_broker(broker: ConsumingBroker) -> None:
+    # Above RabbitMQ's default channel_max (2,047): a channel per subscription fails here.
+    prefix, inbox, count = ephemeral_prefix(), Inbox(), 3_000
+    subs = await asyncio.gather(
+        *(broker.subscribe_ephemeral(f"{prefix}.user.u{n}", inbox.handler(f"u{n}")) for n in range(count))
+    )
+    await broker.publish_ephemeral(f"{prefix}.user.u1234", b"for u1234")
+    await broker.publish_ephemeral(f"{prefix}.user.u0", b"marker")  # after the first, on the same wire
+    await eventually(lambda: bool(inbox.got["u1234"]) and bool(inbox.got["u0"]), "u1234 and u0", within=10)
+    assert inbox.received() == {
+        "u1234": [(f"{prefix}.user.u1234", b"for u1234")],
+        "u0": [(f"{prefix}.user.u0", b"marker")],
+    }
+
+    await asyncio.gather(*(sub.unsubscribe() for sub in subs))
+    probe = await broker.subscribe_ephemeral(f"{prefix}.probe", inbox.handler("probe"))
+    try:
+        await broker.publish_ephemeral(f"{prefix}.user.u1234", b"to nobody")
+        await broker.publish_ephemeral(f"{prefix}.probe", b"after")
+        await eventually(lambda: bool(inbox.got["probe"]), "the probe", within=10)
+    finally:
+        await probe.unsubscribe()
+    assert inbox.received()["u1234"] == [(f"{prefix}.user.u1234", b"for u1234")]
+    if isinstance(broker, RabbitBroker):  # the unbinds reached the server: nothing came in for nobody
+        assert broker.ephemeral.dropped == 0
+
+
+async def test_two_ephemeral_subscriptions_to_one_subject_both_receive_until_one_leaves(
+    broker: ConsumingBroker,
+) -> None:
+    prefix, inbox = ephemeral_prefix(), Inbox()
+    subject = f"{prefix}.user.alice"
+    a = await broker.subscribe_ephemeral(subject, inbox.handler("a"))
+    b = await broker.subscribe_ephemeral(subject, inbox.handler("b"))
+    try:
+        await broker.publish_ephemeral(subject, b"one")
+        await eventually(lambda: len(inbox.got["a"]) == 1 and len(inbox.got["b"]) == 1, "both to get one")
+        await a.unsubscribe()
+        await broker.publish_ephemeral(subject, b"two")
+        await eventually(lambda: len(inbox.got["b"]) == 2, "b to get two")
+    finally:
+        await b.unsubscribe()
+    assert inbox.got["a"] == [(subject, b"one")]
+    assert inbox.got["b"] == [(subject, b"one"), (subject, b"two")]
+
+
+async def test_wildcard_ephemeral_subscriptions_receive_alongside_exact_ones(broker: ConsumingBroker) -> None:
+    # The presence listeners subscribe to PRESENCE_ALL (`ledgerline.rt.presence.*`) beside per-user subjects.
+    prefix, inbox = ephemeral_prefix(), Inbox()
+    subs = [
+        await broker.subscribe_ephemeral(f"{prefix}.presence.*", inbox.handler("presence")),
+        await broker.subscribe_ephemeral(f"{prefix}.presence.u1", inbox.handler("exact-u1")),
+        await broker.subscribe_ephemeral(f"{prefix}.user.u1", inbox.handler("user-u1")),
+        await broker.subscribe_ephemeral(f"{prefix}.>", inbox.handler("everything")),
+    ]
+    subjects = [f"{prefix}.presence.u1", f"{prefix}.presence.u2", f"{prefix}.user.u1", f"{prefix}.presence.u1.x"]
+    try:
+        for subject in subjects:
+            await broker.publish_ephemeral(subject, subject.encode())
+        await eventually(lambda: len(inbox.got["everything"]) == len(subjects), "every subject under the prefix")
+        await eventually(lambda: len(inbox.got["presence"]) == 2, "both presence subjects")
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    sent = {s: (s, s.encode()) for s in subjects}
+    assert inbox.received() == {
+        "presence": [sent[f"{prefix}.presence.u1"], sent[f"{prefix}.presence.u2"]],
+        "exact-u1": [sent[f"{prefix}.presence.u1"]],
+        "user-u1": [sent[f"{prefix}.user.u1"]],
+        "everything": [sent[s] for s in subjects],
+    }
+
+
+async def test_a_failing_ephemeral_handler_does_not_stop_the_others(broker: ConsumingBroker) -> None:
+    prefix, inbox = ephemeral_prefix(), Inbox()
+    subject = f"{prefix}.user.bob"
+    subs = [
+        await broker.subscribe_ephemeral(subject, inbox.handler("failing", fail=True)),
+        await broker.subscribe_ephemeral(subject, inbox.handler("exact")),
+        await broker.subscribe_ephemeral(f"{prefix}.user.*", inbox.handler("wildcard")),
+        await broker.subscribe_ephemeral(f"{prefix}.user.carol", inbox.handler("carol")),
+    ]
+    try:
+        await broker.publish_ephemeral(subject, b"1")
+        await broker.publish_ephemeral(subject, b"2")
+        await broker.publish_ephemeral(f"{prefix}.user.carol", b"3")
+        await eventually(lambda: len(inbox.got["carol"]) == 1 and len(inbox.got["exact"]) == 2, "the others")
+        await eventually(lambda: len(inbox.got["wildcard"]) == 3, "the wildcard")
+    finally:
+        for sub in subs:
+            await sub.unsubscribe()
+    assert [data for _, data in inbox.got["failing"]] == [b"1", b"2"]
+    assert [data for _, data in inbox.got["exact"]] == [b"1", b"2"]
+    assert [data for _, data in inbox.got["wildcard"]] == [b"1", b"2", b"3"]
+
+
+async def test_ephemeral_resubscribe_racing_the_last_unsubscribe_keeps_the_subject_bound(
+    broker: ConsumingBroker,
+) -> None:
+    # A user's last socket closing while a new one opens: the hub unsubscribes and subscribes the same
+    # subject concurrently. Whatever the interleaving, the new subscription must keep receiving.
+    prefix, inbox = ephemeral_prefix(), Inbox()
+    subject = f"{prefix}.user.dana"
+    sub = await broker.subscribe_ephemeral(subject, inbox.handler("r0"))
+    rounds = 20
+    for n in range(1, rounds + 1):
+        _, sub = await asyncio.gather(sub.unsubscribe(), broker.subscribe_ephemeral(subject, inbox.handler(f"r{n}")))
+    try:
+        await broker.publish_ephemeral(subject, b"still here")
+        await eventually(lambda: bool(inbox.got[f"r{rounds}"]), "the last subscription", within=10)
+    finally:
+        await sub.unsubscribe()
+    assert inbox.received() == {f"r{rounds}": [(subject, b"still here")]}

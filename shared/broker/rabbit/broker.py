@@ -1,6 +1,7 @@
 """RabbitMQ adapter (aio-pika): topic exchange `ledgerline.events`, routing key `<Type>.<p>`, one quorum
 queue per (worker kind, partition), publisher confirms, a dead-letter exchange; ephemeral traffic on
-a non-durable topic exchange. Bodies are structured CloudEvents JSON (`application/cloudevents+json`).
+a non-durable topic exchange, every subscription of a broker on one queue (ephemeral.py). Bodies are
+structured CloudEvents JSON (`application/cloudevents+json`).
 
 RabbitMQ keeps no history: an event reaches only the queues bound when it is published. Workers
 declare the queues of every partition of their kind when they start (`declare_consumers`), and
@@ -15,13 +16,14 @@ from collections.abc import Sequence
 import aio_pika
 import aiormq
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection, ExchangeType
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared.broker.errors import BrokerUnavailable, PublishFailed
 from shared.broker.headers import DeadLetterHeader
 from shared.broker.port import ConsumerSpec, DeadLetter, EphemeralHandler, PartitionConsumer, Subscription
 from shared.broker.rabbit.consumer import RabbitPartitionConsumer
-from shared.broker.rabbit.names import RabbitNames, binding_pattern
+from shared.broker.rabbit.ephemeral import EphemeralMultiplexer
+from shared.broker.rabbit.names import RabbitNames
 from shared.broker.rabbit.topology import declare_dead_queue, declare_exchanges, declare_partition_queue
 from shared.events.cloudevents import CONTENT_TYPE, to_cloudevent_bytes
 from shared.events.envelope import RecordedEvent
@@ -35,15 +37,6 @@ PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 PREFETCH_BATCHES = 2
 
 
-class _RabbitSubscription:
-    def __init__(self, channel: AbstractChannel) -> None:
-        self._channel = channel
-
-    async def unsubscribe(self) -> None:
-        # The queue is exclusive and auto-delete: closing its channel removes it.
-        await self._channel.close()
-
-
 class RabbitBroker:
     def __init__(self, connection: AbstractRobustConnection, names: RabbitNames, partitions: int, source: str) -> None:
         self._connection = connection
@@ -52,6 +45,9 @@ class RabbitBroker:
         self._source = source
         self._publish_channel: AbstractChannel | None = None
         self._ephemeral_channel: AbstractChannel | None = None
+        # Every ephemeral subscription shares one channel and one queue (see ephemeral.py): a channel
+        # each would stop a gateway at channel_max (2,047) connected users.
+        self.ephemeral = EphemeralMultiplexer(connection, names.ephemeral_exchange)
         # One window for every call, and concurrent calls (the relay's pipeline) send one after the
         # other (FIFO), so the frames leave in call order and confirms of two calls overlap.
         self._window = asyncio.Semaphore(PUBLISH_WINDOW)
@@ -153,16 +149,9 @@ class RabbitBroker:
         await exchange.publish(aio_pika.Message(data), subject, mandatory=False)
 
     async def subscribe_ephemeral(self, subject: str, handler: EphemeralHandler) -> Subscription:
-        channel = await self._connection.channel(publisher_confirms=False)
-        exchange = await channel.declare_exchange(self.names.ephemeral_exchange, ExchangeType.TOPIC, durable=False)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, routing_key=binding_pattern(subject))
-
-        async def deliver(msg: AbstractIncomingMessage) -> None:
-            await handler(msg.routing_key or "", msg.body)
-
-        await queue.consume(deliver, no_ack=True)
-        return _RabbitSubscription(channel)
+        """A binding of `subject` (as an AMQP pattern) on the broker's one ephemeral queue, and the
+        handler in-process; the first call declares the channel and the queue."""
+        return await self.ephemeral.subscribe(subject, handler)
 
     async def declare_consumers(self, specs: Sequence[ConsumerSpec]) -> None:
         for spec in specs:
@@ -208,6 +197,7 @@ class RabbitBroker:
             await channel.close()
 
     async def close(self) -> None:
+        await self.ephemeral.close()
         await self._connection.close()
 
 
