@@ -50,6 +50,7 @@ SECRET = "realtime-bench-secret-0123456789abcdef01"
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "autocommit": True}
 PAIRS = 100
 IN_FLIGHT = 64
+SHARDS = 8  # client connection pools for the sends (see `latency`)
 WARMUP_CONNECTIONS = 100
 CONNECT_BATCH = 100
 DRAIN_SECONDS = 15.0
@@ -258,6 +259,11 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
 
     readers = [asyncio.create_task(read(ws)) for ws in sockets]
     headers = [{"Authorization": f"Bearer {token(sender)}"} for sender, _ in pairs]
+    # Sends go through SHARDS small pools: for every request httpcore's pool walks all its connections
+    # and polls each socket, so one pool of IN_FLIGHT connections made this client the bottleneck
+    # (bench/chat_bench.py measured 50 vs 126 msgs/s, 2026-12-02).
+    limits = httpx.Limits(max_connections=IN_FLIGHT // SHARDS, max_keepalive_connections=IN_FLIGHT // SHARDS)
+    pools = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for _ in range(SHARDS)]
     started: dict[int, float] = {}
     accepted_at: dict[int, float] = {}
     errors = shed = 0
@@ -276,7 +282,8 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
                 shed += 1
                 return
             try:
-                r = await http.post(f"/v1/conversations/{conversations[i]}/messages", headers=headers[i], json=body)
+                pool = pools[i % SHARDS]
+                r = await pool.post(f"/v1/conversations/{conversations[i]}/messages", headers=headers[i], json=body)
             except httpx.HTTPError:
                 errors += 1
                 return
@@ -297,6 +304,7 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         tasks.append(asyncio.create_task(send(n)))
     await asyncio.gather(*tasks)
     sending = time.perf_counter() - t0
+    await asyncio.gather(*(pool.aclose() for pool in pools))
     deadline = time.perf_counter() + DRAIN_SECONDS
     while len(arrived.keys() & started.keys()) < len(started) and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
