@@ -242,6 +242,7 @@ class KeyRing:
         cached = self._current.get((subject, scope))
         if cached is not None and now - cached[2] < KEY_KEEP_SECONDS:
             return cached[0], cached[1]
+        generation = self._generation  # a key read while the caches were dropped is not kept (below)
         k = personal_keys.c
         async with self._writer.begin() as conn:
             row = (
@@ -259,8 +260,11 @@ class KeyRing:
             else:
                 row_id, key = row.key_id, bytes(row.key)
         aead = AESGCM(key)
-        self._current[(subject, scope)] = (row_id, aead, now)
-        self._by_id[row_id] = (aead, now)
+        if self._generation == generation:
+            # Else the caches were dropped while this read ran: the key may be one an erasure destroyed
+            # meanwhile, and kept it would outlive the 2 s bound. Used once, as a read a moment earlier.
+            self._current[(subject, scope)] = (row_id, aead, now)
+            self._by_id[row_id] = (aead, now)
         return row_id, aead
 
     async def _aeads(self, ids: set[str]) -> dict[str, AESGCM | None]:
@@ -269,11 +273,14 @@ class KeyRing:
         out = {i: c[0] for i in ids if (c := self._by_id.get(i)) is not None and now - c[1] < KEY_KEEP_SECONDS}
         missing = ids - set(out)
         if missing:
+            generation = self._generation
             k = personal_keys.c
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(select(k.key_id, k.key).where(k.key_id.in_(sorted(missing))))).all()
             found = {r.key_id: (None if r.key is None else AESGCM(bytes(r.key))) for r in rows}
+            keep = self._generation == generation  # as in `_current_key`
             for i in missing:
                 out[i] = found.get(i)
-                self._by_id[i] = (out[i], now)
+                if keep:
+                    self._by_id[i] = (out[i], now)
         return out
