@@ -42,6 +42,7 @@ import jwt
 import psycopg
 import websockets
 
+from bench.http_pools import sharded_clients
 from bench.service_procs import spawn, stop_all, until_ready
 from services.embedded.nats_server import EmbeddedNats
 from services.embedded.ports import free_port
@@ -50,7 +51,6 @@ SECRET = "realtime-bench-secret-0123456789abcdef01"
 PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "autocommit": True}
 PAIRS = 100
 IN_FLIGHT = 64
-SHARDS = 8  # client connection pools for the sends (see `latency`)
 WARMUP_CONNECTIONS = 100
 CONNECT_BATCH = 100
 DRAIN_SECONDS = 15.0
@@ -259,11 +259,6 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
 
     readers = [asyncio.create_task(read(ws)) for ws in sockets]
     headers = [{"Authorization": f"Bearer {token(sender)}"} for sender, _ in pairs]
-    # Sends go through SHARDS small pools: for every request httpcore's pool walks all its connections
-    # and polls each socket, so one pool of IN_FLIGHT connections made this client the bottleneck
-    # (bench/chat_bench.py measured 50 vs 126 msgs/s, 2026-12-02).
-    limits = httpx.Limits(max_connections=IN_FLIGHT // SHARDS, max_keepalive_connections=IN_FLIGHT // SHARDS)
-    pools = [httpx.AsyncClient(base_url=s.url, timeout=60, limits=limits) for _ in range(SHARDS)]
     started: dict[int, float] = {}
     accepted_at: dict[int, float] = {}
     errors = shed = 0
@@ -282,7 +277,7 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
                 shed += 1
                 return
             try:
-                pool = pools[i % SHARDS]
+                pool = pools[i % len(pools)]  # several small pools: bench/http_pools.py
                 r = await pool.post(f"/v1/conversations/{conversations[i]}/messages", headers=headers[i], json=body)
             except httpx.HTTPError:
                 errors += 1
@@ -296,15 +291,15 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
     cpu_before, load_before = s.cpu(), load()
     published_before = await record_to_publish(http, s.delivery_metrics)
     progress(f"{tag}: {rate}/s offered for {seconds:.0f} s ({total:,} messages, load {load_before})")
-    tasks = []
-    for n in range(total):
-        delay = t0 + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(n)))
-    await asyncio.gather(*tasks)
+    async with sharded_clients(s.url, IN_FLIGHT, timeout=60) as pools:
+        tasks = []
+        for n in range(total):
+            delay = t0 + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(n)))
+        await asyncio.gather(*tasks)
     sending = time.perf_counter() - t0
-    await asyncio.gather(*(pool.aclose() for pool in pools))
     deadline = time.perf_counter() + DRAIN_SECONDS
     while len(arrived.keys() & started.keys()) < len(started) and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)

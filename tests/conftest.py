@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -62,6 +63,16 @@ def create_pg_database() -> tuple[str, str]:
 def drop_pg_database(name: str) -> None:
     with _admin_connect() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh database, dropped afterwards (create_pg_database + drop_pg_database)."""
+    name, url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
 
 
 @pytest.fixture

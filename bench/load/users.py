@@ -14,7 +14,6 @@ docs/realtime.md says); the latency is taken at the other members only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -27,11 +26,9 @@ import httpx
 import jwt
 import websockets
 
-IN_FLIGHT = 128
-# httpcore's pool looks at every connection it holds for each request it assigns (has_expired, a
-# socket poll each): one pool of 136 connections cost ~90 % of a generator's CPU (py-spy, see
-# docs/benchmarks.md). Several small pools, each with its share of the in-flight cap, cost far less.
-SHARDS = 8
+from bench.http_pools import sharded_clients
+
+IN_FLIGHT = 128  # POSTs outstanding, spread over several small pools (bench/http_pools.py)
 LATE_SECONDS = 2.0
 DRAIN_SECONDS = 20.0
 GROUP_SIZE = 5
@@ -259,13 +256,7 @@ async def generate(
 ) -> dict[str, Any]:
     """One generator process's work: set up, say so through `ready` (which answers the common start
     time on CLOCK_MONOTONIC), wait for it, run."""
-    per = IN_FLIGHT // SHARDS
-    limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, limits=limits))
-            for _ in range(SHARDS)
-        ]
+    async with sharded_clients(url, IN_FLIGHT) as clients:
         http = clients[0]
         gen = Generator(url, secret, prefix, users, rate, duration)
         await gen.setup(http)

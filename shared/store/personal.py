@@ -206,9 +206,13 @@ class KeyRing:
         self._forget()
         return int(result.rowcount)
 
-    def _forget(self) -> None:
+    def _drop(self) -> None:
         self._current.clear()
         self._by_id.clear()
+
+    def _forget(self) -> None:
+        """After this process destroyed keys: drop the caches and check the counter on the next use."""
+        self._drop()
         self._generation, self._checked_at = None, float("-inf")
 
     async def _validate(self) -> None:
@@ -226,15 +230,11 @@ class KeyRing:
             generation = (
                 await conn.execute(select(personal_key_erasures.c.generation).where(personal_key_erasures.c.id == 1))
             ).scalar()
-        if generation is None:  # not migrated this far: fall back to reading keys each time
-            self._current.clear()
-            self._by_id.clear()
+        if generation is None or generation != self._generation:
+            self._drop()
+        if generation is None:  # the counter row is missing: trust no cache, read keys each time
             return
-        if generation != self._generation:
-            self._current.clear()
-            self._by_id.clear()
-            self._generation = int(generation)
-        self._checked_at = started
+        self._generation, self._checked_at = int(generation), started
 
     async def _current_key(self, subject: str, scope: str) -> tuple[str, AESGCM]:
         await self._validate()

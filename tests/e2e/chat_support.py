@@ -17,7 +17,7 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
-from conftest import NATS_URL, create_pg_database, drop_pg_database, require_server, unique_suffix
+from conftest import NATS_URL, pg_database, require_server, unique_suffix
 
 from services.embedded.nats_server import EmbeddedNats
 from services.gateway.app import create_app
@@ -140,12 +140,9 @@ async def stack_on(backend: str, nats_url: str, tmp_path: Path, **overrides: Any
             yield s
         return
     require_server("NATS", "127.0.0.1", 4222)
-    name, url = create_pg_database()
-    try:
+    with pg_database() as url:
         async with chat_stack(url, NATS_URL, tmp_path, **overrides) as s:
             yield s
-    finally:
-        drop_pg_database(name)
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgres"], loop_scope="module")

@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 import websockets
 from chat_support import FAST, PARTITIONS, SECRET, token
-from conftest import RABBIT_URL, create_pg_database, drop_pg_database, require_server, unique_suffix
+from conftest import RABBIT_URL, pg_database, require_server, unique_suffix
 
 from services.delivery.handlers import KIND as DELIVERY
 from services.delivery.handlers import delivery_handler
@@ -192,9 +192,6 @@ async def realtime_on(backend: str, embedded_nats: str, tmp_path: Path, **option
         return
     assert backend == "rabbitmq+postgres", backend
     require_server("RabbitMQ", "127.0.0.1", 5672)
-    name, url = create_pg_database()
-    try:
+    with pg_database() as url:
         async with realtime_stack(tmp_path, RABBIT_URL, database_url=url, **options) as s:
             yield s
-    finally:
-        drop_pg_database(name)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import websockets
 from chat_support import FAST, PARTITIONS, SECRET, token
-from conftest import NATS_URL, create_pg_database, drop_pg_database, require_server, unique_suffix
+from conftest import NATS_URL, pg_database, require_server, unique_suffix
 from helpers.processes import Child
 from realtime_support import Client, _serve
 
@@ -273,9 +273,6 @@ async def desk_on(backend: str, nats_url: str, tmp_path: Path, **kwargs: Any) ->
             yield d
         return
     require_server("NATS", "127.0.0.1", 4222)
-    name, url = create_pg_database()
-    try:
+    with pg_database() as url:
         async with desk_stack(url, NATS_URL, tmp_path, **kwargs) as d:
             yield d
-    finally:
-        drop_pg_database(name)
