@@ -11,6 +11,10 @@ first — a read model whose checkpoint then passed them would skip the old ones
 that finds unsettled messages when it starts waits (at most `ack_wait` and a margin, less when they
 are acked meanwhile) before its first fetch; the server then redelivers them ahead of anything newer.
 
+Lost deliveries: when the consumer reports that messages delivered to it never arrived
+(DeliveriesLost: a dropped connection, NATS), the loop hands out nothing of that fetch and waits the
+same way, for as long as the consumer says the broker needs to redeliver them in order.
+
 Lease gaps: when the lease's validity runs out (a late renewal on a busy machine) the loop pauses
 between batches instead of ending, and carries on when the next renewal arrives; the worker stops
 it only when the lease is really lost. Ending and restarting it would release and retake the
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from shared.broker.port import ConsumerSpec, ConsumingBroker, Delivery, PartitionConsumer
+from shared.broker.port import ConsumerSpec, ConsumingBroker, DeliveriesLost, Delivery, PartitionConsumer
 from shared.broker.screening import invalid_reason
 from shared.broker.worker_metrics import WorkerMetrics
 from shared.events.envelope import RecordedEvent
@@ -111,26 +115,34 @@ class PartitionRunner:
         consumer = self._consumer = await self._broker.open_consumer(self.spec)
         lag = self._metrics.lag.labels(self.spec.kind, str(self.spec.partition))
         try:
-            await self._let_previous_owner_settle(consumer)
+            await self._let_previous_owner_settle(consumer, self.spec.ack_wait)
             while not self.stopping.is_set():
                 if not self._lease_valid():
                     await self._pause(LEASE_POLL_SECONDS)  # until the worker renews the lease or stops us
                     continue
-                deliveries = await consumer.fetch(self.spec.batch_size, self._fetch_wait)
+                try:
+                    deliveries = await consumer.fetch(self.spec.batch_size, self._fetch_wait)
+                except DeliveriesLost as lost:
+                    self._metrics.lost_deliveries.labels(self.spec.kind).inc(lost.missing)
+                    self._log.warning("deliveries lost in transit; waiting for their redelivery in order",
+                                      missing=lost.missing, at_most=lost.settle_seconds)  # fmt: skip
+                    await self._let_previous_owner_settle(consumer, lost.settle_seconds)
+                    continue
                 if deliveries:
                     await self._process(deliveries)
                 lag.set(await consumer.lag() or 0)
         finally:
             await consumer.close()
 
-    async def _let_previous_owner_settle(self, consumer: PartitionConsumer) -> None:
+    async def _let_previous_owner_settle(self, consumer: PartitionConsumer, at_most: float) -> None:
         """Wait until no message of this partition is held elsewhere, or until what is held has
-        passed `ack_wait` and will be redelivered first (module docstring, "Takeover")."""
-        deadline = time.monotonic() + self.spec.ack_wait + TAKEOVER_MARGIN_SECONDS
+        passed `at_most` (ack_wait on a takeover) and will be redelivered first (module docstring,
+        "Takeover")."""
+        deadline = time.monotonic() + at_most + TAKEOVER_MARGIN_SECONDS
         held = await consumer.unsettled()
         if not held:
             return
-        self._log.info("waiting for a previous owner's unacked messages", unsettled=held, at_most=self.spec.ack_wait)
+        self._log.info("waiting for unacked messages to come back", unsettled=held, at_most=at_most)
         while held and not self.stopping.is_set() and (remaining := deadline - time.monotonic()) > 0:
             await self._pause(min(remaining, TAKEOVER_POLL_SECONDS))
             held = await consumer.unsettled()

@@ -88,9 +88,24 @@ class Delivery(Protocol):
         ...
 
 
+class DeliveriesLost(Exception):
+    """Raised by `PartitionConsumer.fetch` when the broker's numbering shows that messages it delivered
+    here never arrived (a connection dropped with a batch on the wire, a client buffer overflowed).
+    Handling what did arrive would put newer events before the lost ones, and a read model whose
+    checkpoint passed them would skip them for good. So nothing of the fetch is handed out: the
+    consumer leaves it unsettled and the caller waits, as on a takeover, until the broker gives the
+    lost messages and these back in order (`settle_seconds`)."""
+
+    def __init__(self, missing: int, settle_seconds: float) -> None:
+        super().__init__(f"{missing} delivered message(s) never arrived")
+        self.missing = missing
+        self.settle_seconds = settle_seconds
+
+
 class PartitionConsumer(Protocol):
     async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
-        """Up to `max_messages` in order; an empty list when none came within `wait` seconds."""
+        """Up to `max_messages` in order; an empty list when none came within `wait` seconds.
+        Raises DeliveriesLost when earlier deliveries to this consumer were lost in transit."""
         ...
 
     async def ack_all(self, deliveries: Sequence[Delivery]) -> None:

@@ -21,6 +21,7 @@ class WorkerMetrics:
     redeliveries: Counter
     dead_lettered: Counter
     duplicates: Counter
+    lost_deliveries: Counter
     partitions_owned: Gauge
 
     @classmethod
@@ -40,6 +41,9 @@ class WorkerMetrics:
             redeliveries=r.counter("worker_redeliveries", "Events delivered more than once", ["kind"]),
             dead_lettered=r.counter("worker_dead_lettered", "Events moved to the dead letters", ["kind"]),
             duplicates=r.counter("worker_duplicates_skipped", "Already-handled events skipped", ["kind"]),
+            lost_deliveries=r.counter(
+                "worker_lost_deliveries", "Deliveries that never arrived (redelivered in order after a wait)", ["kind"]
+            ),
             partitions_owned=r.gauge(
                 "worker_partitions_owned", "Partitions this instance consumes", ["kind", "instance"]
             ),

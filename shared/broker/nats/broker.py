@@ -183,11 +183,15 @@ class NatsBroker:
     async def open_consumer(self, spec: ConsumerSpec) -> PartitionConsumer:
         config = consumer_config(self.names, spec, self._multi_filter)
         await ensure_consumer(self._nc, self.names.stream, config)
-        sub = await self._js.pull_subscribe_bind(
-            durable=config.durable_name, stream=self.names.stream, pending_msgs_limit=spec.batch_size * 4
-        )
+        durable, stream = config.durable_name, self.names.stream
+
+        async def subscribe() -> JetStreamContext.PullSubscription:
+            return await self._js.pull_subscribe_bind(
+                durable=durable, stream=stream, pending_msgs_limit=spec.batch_size * 4
+            )
+
         server_filters = self._multi_filter and spec.types is not None
-        return NatsPartitionConsumer(self._js, sub, self.names, spec, server_filters)
+        return NatsPartitionConsumer(self._js, subscribe, await subscribe(), self.names, spec, server_filters)
 
     async def dead_letters(self, kind: str, limit: int = 100) -> list[DeadLetter]:
         sub = await self._js.pull_subscribe(

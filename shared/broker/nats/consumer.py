@@ -1,9 +1,16 @@
-"""The consumer side on JetStream: one durable pull consumer per (worker kind, partition)."""
+"""The consumer side on JetStream: one durable pull consumer per (worker kind, partition).
+
+Lost deliveries: JetStream numbers every delivery of a consumer (the consumer sequence, redeliveries
+included). Messages the server delivered into a connection that then dropped (or that overflowed the
+client's buffer) are held on the server as unacked until `ack_wait` runs out, and meanwhile the next
+fetch hands out newer ones. A jump in the consumer sequence is that loss, seen from here: the fetch
+raises DeliveriesLost and leaves what it got unsettled (docs/broker.md, "Deliveries lost in transit").
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import nats.errors
@@ -13,7 +20,7 @@ from nats.js import JetStreamContext
 from shared.broker.errors import one_line
 from shared.broker.headers import DeadLetterHeader
 from shared.broker.nats.names import NatsNames
-from shared.broker.port import ConsumerSpec, Delivery
+from shared.broker.port import ConsumerSpec, DeliveriesLost, Delivery
 from shared.events.cloudevents import InvalidCloudEvent, from_cloudevent_bytes
 from shared.events.envelope import RecordedEvent
 
@@ -47,21 +54,27 @@ class NatsDelivery:
         await self._msg.term()
 
 
+Subscribe = Callable[[], Awaitable[JetStreamContext.PullSubscription]]
+
+
 class NatsPartitionConsumer:
     def __init__(
         self,
         js: JetStreamContext,
+        subscribe: Subscribe,
         sub: JetStreamContext.PullSubscription,
         names: NatsNames,
         spec: ConsumerSpec,
         server_filters_types: bool,
     ) -> None:
         self._js = js
+        self._subscribe = subscribe
         self._sub = sub
         self._names = names
         self._spec = spec
         self._server_filters_types = server_filters_types
         self._lag: int | None = None
+        self._last_delivery: int | None = None  # consumer sequence of the last message received
 
     async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
         try:
@@ -69,6 +82,11 @@ class NatsPartitionConsumer:
         except TimeoutError:  # nats.errors.TimeoutError derives from it
             self._lag = 0 if self._lag is None else self._lag
             return []
+        if missing := self._missing_before(msgs):
+            await self._start_afresh()
+            # Pull requests of the old inbox may still deliver for up to `wait`; all of it expires
+            # within ack_wait after that, and the server redelivers expired messages in stream order.
+            raise DeliveriesLost(missing, self._spec.ack_wait + wait)
         out: list[Delivery] = []
         for msg in msgs:
             self._lag = msg.metadata.num_pending
@@ -78,6 +96,28 @@ class NatsPartitionConsumer:
                 continue
             out.append(NatsDelivery(self, msg))
         return out
+
+    def _missing_before(self, msgs: Sequence[Msg]) -> int:
+        """Deliveries numbered by the server between the last one received here and these, or
+        between these: never arrived. A sequence that goes back (a restarted server whose consumer
+        state is older than what it sent) only starts the count again."""
+        missing = 0
+        last = self._last_delivery
+        for msg in msgs:
+            seq = msg.metadata.sequence.consumer
+            if last is not None and seq > last + 1:
+                missing += seq - last - 1
+            last = seq
+        self._last_delivery = last
+        return missing
+
+    async def _start_afresh(self) -> None:
+        """A new inbox: what is still buffered here, or arrives late for the old one, is dropped
+        unsettled and comes back from the server in order with the lost messages."""
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+        self._sub = await self._subscribe()
+        self._last_delivery = None
 
     async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
         # Explicit-ack consumers take one ack per message (AckPolicy.ALL cannot be set on an
