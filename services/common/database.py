@@ -20,9 +20,9 @@ def prepare_database(settings: Settings) -> None:
     migrate(settings.resolved_database_url)
 
 
-def open_engine(database_url: str, pool_size: int = 2) -> AsyncEngine:
+def open_engine(database_url: str, pool_size: int = 2, max_overflow: int | None = None) -> AsyncEngine:
     """An engine set up as the event store sets up its own (SQLite: WAL, busy timeout)."""
-    return create_engine(database_url, pool_size=pool_size)
+    return create_engine(database_url, pool_size=pool_size, max_overflow=max_overflow)
 
 
 class DatabaseProbe:

@@ -29,8 +29,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncEngine:
-    """An AsyncEngine for `url` (postgresql+psycopg://… or sqlite+aiosqlite://…)."""
+def create_engine(url: str, *, pool_size: int = 8, max_overflow: int | None = None, echo: bool = False) -> AsyncEngine:
+    """An AsyncEngine for `url` (postgresql+psycopg://… or sqlite+aiosqlite://…). Connections above
+    `pool_size` (at most `max_overflow`, default as many again) are closed when returned."""
     if is_sqlite(url):
         engine = create_async_engine(
             url, json_serializer=_dumps_str, json_deserializer=orjson.loads, echo=echo, pool_size=pool_size
@@ -43,7 +44,7 @@ def create_engine(url: str, *, pool_size: int = 8, echo: bool = False) -> AsyncE
         json_deserializer=orjson.loads,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=True,
     )
 
