@@ -1,5 +1,6 @@
 """The delivery handler: apply a batch to the membership view, commit with the checkpoint, then
-publish the frames on the ephemeral path and hand offline recipients to the notifier.
+publish the frames on the ephemeral path and hand offline recipients to the notifier. Batches of
+concurrent partition loops share one transaction (services/common/transaction_group.py).
 
 Frames are published after the commit, so a redelivered batch (at or below the checkpoint) publishes
 nothing twice; a crash between commit and publish loses those frames, which the client's resync
@@ -16,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.transaction_group import TransactionGroup
 from services.delivery import frames as domain
 from services.delivery.frames import Marks, Members, Outgoing
 from services.delivery.realtime import encode, user_subject
@@ -67,6 +69,8 @@ class Fanout:
         offline: OfflineSink | None = None,
     ) -> None:
         self._engine = engine
+        # Concurrent batches (one per partition loop) share a transaction: services/common/transaction_group.py.
+        self._group = TransactionGroup(engine)
         self._partitions = partitions
         self._publisher = publisher
         self._offline = offline
@@ -85,8 +89,8 @@ class Fanout:
                 await self._offline(out)
 
     async def _apply(self, batch: list[RecordedEvent]) -> list[tuple[Outgoing, float | None]]:
-        out: list[tuple[Outgoing, float | None]] = []
-        async with self._engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> list[tuple[Outgoing, float | None]]:
+            out: list[tuple[Outgoing, float | None]] = []
             done = await self._checkpoints(conn, {self._partition(e) for e in batch})
             fresh = [e for e in batch if e.position > done[self._partition(e)]]
             view = _View()
@@ -105,7 +109,9 @@ class Fanout:
                 p = self._partition(event)
                 done[p] = max(done[p], event.position)
             await self._save_checkpoints(conn, done)
-        return out
+            return out
+
+        return await self._group.run(work)
 
     def _partition(self, event: RecordedEvent) -> int:
         return partition_of(event.stream_id, self._partitions)

@@ -5,6 +5,9 @@ An event at or below its partition's checkpoint is skipped, which makes the brok
 redelivery harmless. The runtime hands one partition per batch; the projector still groups by
 partition itself (partition_of), so that a test or a replay may hand it any slice of the store.
 
+Batches of concurrent partition loops share one transaction (services/common/transaction_group.py):
+each still reads the checkpoints and writes its own, in turn, inside it.
+
 Rebuild coordination (docs/read-models.md, "Rebuild"): every batch transaction first takes the
 rebuild lock in shared mode; the rebuild's swap takes it exclusively. On PostgreSQL that is a
 transaction-scoped advisory lock; on SQLite the batch begins with BEGIN IMMEDIATE, which already
@@ -19,6 +22,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.transaction_group import TransactionGroup
 from services.projections import audit, chat, directory, erasure, support
 from services.projections.sql import greatest, insert
 from services.projections.tables import PROJECTIONS, TABLES, ChatTables, checkpoints
@@ -84,13 +88,15 @@ class Projector:
         self._engine = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._partitions = partitions
         self._projections = tuple(projections)
+        # Concurrent batches (one per partition loop) share a transaction: services/common/transaction_group.py.
+        self._group = TransactionGroup(self._engine, prologue=lambda conn: take_rebuild_lock(conn, exclusive=False))
 
     async def apply(self, batch: Sequence[RecordedEvent]) -> None:
         if not batch:
             return
         partition = {e.stream_id: partition_of(e.stream_id, self._partitions) for e in batch}
-        async with self._engine.begin() as conn:
-            await take_rebuild_lock(conn, exclusive=False)
+
+        async def work(conn: AsyncConnection) -> None:
             done = await read_checkpoints(conn, self._projections)
             advanced: list[dict[str, object]] = []
             for projection in self._projections:
@@ -104,6 +110,8 @@ class Projector:
                     last[p] = max(last.get(p, 0), e.position)
                 advanced.extend({"projection": projection, "partition": p, "position": pos} for p, pos in last.items())
             await self._store_checkpoints(conn, advanced)
+
+        await self._group.run(work)
 
     async def _store_checkpoints(self, conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
         if not rows:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from shared.store.engine import SQLITE_BUSY_TIMEOUT_MS
+from shared.store.engine import SQLITE_BUSY_TIMEOUT_MS, begin_immediate
 
 NOTIFY_CHANNEL = "ledgerline_events"
 # pg_advisory_xact_lock key: "LDGRLINE" as an int64, so it cannot collide with an unrelated app's lock.
@@ -150,7 +151,7 @@ class SqliteBatchIO:
 
     def _write_batch_sync(self, stream_ids: Sequence[str], event_ids: Sequence[uuid.UUID], plan: Planner) -> None:
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn.execute, time.sleep)  # polls for the write lock (this is the writer's own thread)
         try:
             head = conn.execute(HEAD_SQL).fetchone()
             head_position = head[0] if head else 0

@@ -5,11 +5,16 @@
 - SQLite runs in WAL mode with synchronous=FULL (a 2xx means the event is on disk), a busy timeout for
   the second process, and explicit BEGIN handling: pysqlite's own implicit transactions would let a
   read-then-write transaction race another process. Writers ask for `BEGIN IMMEDIATE` with the
-  execution option `sqlite_begin="IMMEDIATE"`.
+  execution option `sqlite_begin="IMMEDIATE"`. That BEGIN polls for the write lock every few
+  milliseconds (`begin_immediate`) instead of leaving the wait to SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,8 +22,41 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for one batch: milliseconds
+BUSY_POLL_FIRST, BUSY_POLL_MAX = 0.0005, 0.004  # seconds between tries of BEGIN IMMEDIATE
+
+
+def begin_immediate(execute: Callable[[str], object], sleep: Callable[[float], object]) -> None:
+    """BEGIN IMMEDIATE, tried again every 0.5–4 ms while another connection holds the write lock, for
+    up to the busy timeout.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, … up to 100 ms between tries, however
+    soon the lock is free; with a dozen writers (the gateway's appender, each worker's transactions)
+    most of a transaction's latency was that sleep, the CPU mostly idle (docs/decisions/0017). A
+    failed BEGIN IMMEDIATE costs microseconds and has done nothing, so polling is safe.
+    """
+    execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = BUSY_POLL_FIRST
+        while True:
+            try:
+                execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err) or time.monotonic() >= deadline:
+                    raise
+            sleep(delay)
+            delay = min(delay * 2, BUSY_POLL_MAX)
+    finally:
+        execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_BUSY if code is not None else "database is locked" in str(err)
 
 
 def _dumps_str(value: Any) -> str:
@@ -64,4 +102,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+            return
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:  # on the driver: a failed try must not go through SQLAlchemy's error handling
+            begin_immediate(cursor.execute, lambda seconds: await_only(asyncio.sleep(seconds)))
+        finally:
+            cursor.close()

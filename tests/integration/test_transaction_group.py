@@ -1,0 +1,100 @@
+"""The read-model handlers' group commit (services/common/transaction_group.py), on SQLite and PostgreSQL:
+units that arrive together commit in fewer transactions than there are units, every caller gets its
+own result, one failing unit fails only its own caller, and a caller that gives up before its unit
+started leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.transaction_group import TransactionGroup
+from shared.store.engine import create_engine
+
+meta = MetaData()
+rows = Table("tg_rows", meta, Column("id", Integer, primary_key=True), Column("who", String(20), nullable=False))
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    e = create_engine(database_url, pool_size=4).execution_options(sqlite_begin="IMMEDIATE")
+    async with e.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    yield e
+    await e.dispose()
+
+
+def count_commits(engine: AsyncEngine) -> list[int]:
+    commits = [0]
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def on_commit(_conn: object) -> None:
+        commits[0] += 1
+
+    return commits
+
+
+def writer(i: int, who: str, *, fail: bool = False):  # type: ignore[no-untyped-def]
+    async def work(conn: AsyncConnection) -> int:
+        await conn.execute(insert(rows).values(id=i, who=who))
+        await asyncio.sleep(0.01)  # a unit that takes a while, as a real batch does: the others queue up
+        if fail:
+            raise ValueError(f"unit {i} cannot be applied")
+        return i * 10
+
+    return work
+
+
+async def stored(engine: AsyncEngine) -> dict[int, str]:
+    async with engine.connect() as conn:
+        return {r.id: r.who for r in await conn.execute(select(rows))}
+
+
+async def test_concurrent_units_commit_together_and_each_caller_gets_its_result(engine: AsyncEngine) -> None:
+    group = TransactionGroup(engine)
+    commits = count_commits(engine)
+    results = await asyncio.gather(*(group.run(writer(i, f"u{i}")) for i in range(1, 41)))
+    assert results == [i * 10 for i in range(1, 41)]
+    assert await stored(engine) == {i: f"u{i}" for i in range(1, 41)}
+    assert 1 <= commits[0] < 40 / 2, commits[0]  # grouped: far fewer commits than units
+
+
+async def test_a_failing_unit_fails_only_its_caller(engine: AsyncEngine) -> None:
+    group = TransactionGroup(engine)
+    outcomes = await asyncio.gather(
+        *(group.run(writer(i, f"u{i}", fail=i == 7)) for i in range(1, 13)), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failed) == 1 and "unit 7 cannot be applied" in str(failed[0])
+    assert [o for o in outcomes if not isinstance(o, BaseException)] == [i * 10 for i in range(1, 13) if i != 7]
+    assert await stored(engine) == {i: f"u{i}" for i in range(1, 13) if i != 7}  # the bad unit's row rolled back
+
+
+async def test_a_caller_that_gives_up_before_its_unit_starts_leaves_nothing(engine: AsyncEngine) -> None:
+    group = TransactionGroup(engine, concurrency=1)
+    first = asyncio.create_task(group.run(writer(1, "first")))
+    await asyncio.sleep(0)  # the first unit's transaction has started
+    late = asyncio.create_task(group.run(writer(2, "late")))
+    await asyncio.sleep(0)
+    late.cancel()
+    assert await first == 10
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    await group.run(writer(3, "after"))  # the group still works
+    assert await stored(engine) == {1: "first", 3: "after"}
+
+
+async def test_the_prologue_runs_first_in_every_transaction(engine: AsyncEngine) -> None:
+    seen: list[int] = []
+
+    async def prologue(conn: AsyncConnection) -> None:
+        seen.append(int((await conn.execute(select(func.count()).select_from(rows))).scalar_one()))
+
+    group = TransactionGroup(engine, prologue=prologue, concurrency=1)
+    await asyncio.gather(*(group.run(writer(i, "x")) for i in range(1, 6)))
+    await group.run(writer(6, "y"))
+    assert seen and seen[0] == 0 and seen[-1] == 5  # before the units of its own transaction
