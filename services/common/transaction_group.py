@@ -55,16 +55,15 @@ class TransactionGroup:
         self._concurrency = concurrency or (1 if engine.dialect.name == "sqlite" else 2)
         self._max_units = max_units
         self._pending: deque[_Unit] = deque()
-        self._drainers = 0
+        self._drainers: set[asyncio.Task[None]] = set()  # held here: the loop keeps only weak references
 
     async def run(self, work: Work[T]) -> T:
         """Run `work` in a transaction shared with whatever else arrives meanwhile; its result once
         committed. A caller cancelled while its unit runs leaves the unit to commit (or not)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Unit(work, future))
-        if self._drainers < self._concurrency:
-            self._drainers += 1
-            asyncio.create_task(self._drain(), name="transaction-group")  # noqa: RUF006 - ends by itself
+        if len(self._drainers) < self._concurrency:
+            self._drainers.add(asyncio.create_task(self._drain(), name="transaction-group"))
         return await future
 
     async def _drain(self) -> None:
@@ -84,7 +83,11 @@ class TransactionGroup:
             self._pending.clear()
             raise
         finally:
-            self._drainers -= 1
+            # At once, not in a done callback: a unit queued after the last check of `_pending`
+            # must find room to start a drainer of its own.
+            task = asyncio.current_task()
+            if task is not None:
+                self._drainers.discard(task)
 
     async def _run(self, units: list[_Unit]) -> None:
         try:
