@@ -1,17 +1,20 @@
-"""Group commit for the read-model handlers: the units of work of concurrent partition loops, run one
-after the other in one transaction.
+"""Group commit for the read-model handlers: the batches of concurrent partition loops, applied
+together in one transaction.
 
 Why: a worker consumes each partition it owns (16 by default) in a loop of its own, and each batch
 was a transaction of its own. On SQLite every one of them takes the database's single write lock,
 and a writer that finds it taken sleeps in SQLite's busy handler (1, 2, 5, … up to 100 ms between
 tries) however soon the lock is free: at 100 msg/s the realtime hop took ~0.65 s with two thirds of
 the CPU idle (docs/realtime.md). On PostgreSQL each batch was a commit and a pooled connection of
-its own. Here the units that arrive while a transaction runs go into the next one together, so a
-process holds at most `concurrency` write transactions at once and commits once per group.
+its own, and its statements (the read models write one executemany per kind of change) ran once
+per batch of one or two events. Here the items that arrive while a transaction runs go into the
+next one together, and the caller's `apply(conn, items)` handles them in one pass, so a process
+holds at most `concurrency` write transactions at once and writes once per group.
 
-A unit is `async def work(conn) -> T`. It may run twice: when a grouped transaction fails, each of
-its units runs again alone, so that one bad unit fails only its own caller. So a unit does nothing
-outside the transaction that cannot be done again (its caller acts on the result after it returns).
+`apply` returns one result per item, in order. It may run twice for an item: when a grouped
+transaction fails, each of its items is applied again alone, so that one bad item fails only its
+own caller. So `apply` does nothing outside the transaction that cannot be done again (callers act
+on their results after `run` returns).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[T]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+Apply = Callable[[AsyncConnection, list[Item]], Awaitable[list[Result]]]
 Prologue = Callable[[AsyncConnection], Awaitable[None]]
 
 MAX_UNITS = 32
@@ -34,14 +38,15 @@ MAX_UNITS = 32
 
 @dataclass(slots=True)
 class _Unit:
-    work: Work[Any]
+    item: Any
     future: asyncio.Future[Any]
 
 
-class TransactionGroup:
+class TransactionGroup(Generic[Item, Result]):
     def __init__(
         self,
         engine: AsyncEngine,
+        apply: Apply[Item, Result],
         *,
         prologue: Prologue | None = None,
         concurrency: int | None = None,
@@ -51,17 +56,18 @@ class TransactionGroup:
         transactions at once; by default 1 on SQLite (one writer at a time anyway) and 2 on
         PostgreSQL (one is being committed while the next one runs)."""
         self._engine = engine
+        self._apply = apply
         self._prologue = prologue
         self._concurrency = concurrency or (1 if engine.dialect.name == "sqlite" else 2)
         self._max_units = max_units
         self._pending: deque[_Unit] = deque()
         self._drainers: set[asyncio.Task[None]] = set()  # held here: the loop keeps only weak references
 
-    async def run(self, work: Work[T]) -> T:
-        """Run `work` in a transaction shared with whatever else arrives meanwhile; its result once
-        committed. A caller cancelled while its unit runs leaves the unit to commit (or not)."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Unit(work, future))
+    async def run(self, item: Item) -> Result:
+        """Apply `item` in a transaction shared with whatever else arrives meanwhile; its result once
+        committed. A caller cancelled while its item is applied leaves it to commit (or not)."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Unit(item, future))
         if len(self._drainers) < self._concurrency:
             self._drainers.add(asyncio.create_task(self._drain(), name="transaction-group"))
         return await future
@@ -96,7 +102,7 @@ class TransactionGroup:
             if len(units) == 1:
                 _settle(units[0], error=err)
                 return
-            for unit in units:  # again one by one: only the unit that fails fails its caller
+            for unit in units:  # again one by one: only the item that fails fails its caller
                 try:
                     (result,) = await self._transaction([unit])
                 except Exception as alone:
@@ -107,11 +113,14 @@ class TransactionGroup:
         for unit, result in zip(units, results, strict=True):
             _settle(unit, result=result)
 
-    async def _transaction(self, units: list[_Unit]) -> list[Any]:
+    async def _transaction(self, units: list[_Unit]) -> list[Result]:
         async with self._engine.begin() as conn:
             if self._prologue is not None:
                 await self._prologue(conn)
-            return [await unit.work(conn) for unit in units]
+            results = await self._apply(conn, [unit.item for unit in units])
+            if len(results) != len(units):
+                raise RuntimeError(f"apply returned {len(results)} results for {len(units)} items")
+            return results
 
 
 def _settle(unit: _Unit, *, result: Any = None, error: BaseException | None = None) -> None:

@@ -1,6 +1,6 @@
 """The delivery handler: apply a batch to the membership view, commit with the checkpoint, then
 publish the frames on the ephemeral path and hand offline recipients to the notifier. Batches of
-concurrent partition loops share one transaction (services/common/transaction_group.py).
+concurrent partition loops are applied together in one transaction (services/common/transaction_group.py).
 
 Frames are published after the commit, so a redelivered batch (at or below the checkpoint) publishes
 nothing twice; a crash between commit and publish loses those frames, which the client's resync
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.transaction_group import TransactionGroup
@@ -69,8 +69,10 @@ class Fanout:
         offline: OfflineSink | None = None,
     ) -> None:
         self._engine = engine
-        # Concurrent batches (one per partition loop) share a transaction: services/common/transaction_group.py.
-        self._group = TransactionGroup(engine)
+        # Concurrent batches (one per partition loop) are applied together: services/common/transaction_group.py.
+        self._group: TransactionGroup[list[RecordedEvent], list[tuple[Outgoing, float | None]]] = TransactionGroup(
+            engine, self._apply_together
+        )
         self._partitions = partitions
         self._publisher = publisher
         self._offline = offline
@@ -89,29 +91,39 @@ class Fanout:
                 await self._offline(out)
 
     async def _apply(self, batch: list[RecordedEvent]) -> list[tuple[Outgoing, float | None]]:
-        async def work(conn: AsyncConnection) -> list[tuple[Outgoing, float | None]]:
-            out: list[tuple[Outgoing, float | None]] = []
-            done = await self._checkpoints(conn, {self._partition(e) for e in batch})
-            fresh = [e for e in batch if e.position > done[self._partition(e)]]
-            view = _View()
-            await self._load(conn, view, {_conversation(e) for e in fresh if e.type in CONVERSATION_TYPES})
-            for event in fresh:
-                if event.type not in CONVERSATION_TYPES:
-                    continue
-                conversation = _conversation(event)
-                group = view.loaded.setdefault(conversation, {})
-                before = {u: (m.active, m.delivered_seq, m.read_seq) for u, m in group.items()}
-                at = event.recorded_at.timestamp()
-                out.extend((o, at) for o in domain.apply(event, group))
-                view.dirty.update((conversation, u) for u, m in group.items() if before.get(u) != _key(m))
-            await self._save(conn, view)
-            for event in fresh:
-                p = self._partition(event)
-                done[p] = max(done[p], event.position)
-            await self._save_checkpoints(conn, done)
-            return out
+        return await self._group.run(batch)
 
-        return await self._group.run(work)
+    async def _apply_together(
+        self, conn: AsyncConnection, batches: list[list[RecordedEvent]]
+    ) -> list[list[tuple[Outgoing, float | None]]]:
+        """One pass over the batches of several partitions; each caller gets its own batch's frames."""
+        owner: dict[int, int] = {}  # position -> the batch it came in (an event twice: the first)
+        for i, b in enumerate(batches):
+            for e in b:
+                owner.setdefault(e.position, i)
+        events = (
+            batches[0] if len(batches) == 1 else [e for i, b in enumerate(batches) for e in b if owner[e.position] == i]
+        )
+        out: list[list[tuple[Outgoing, float | None]]] = [[] for _ in batches]
+        done = await self._checkpoints(conn, {self._partition(e) for e in events})
+        fresh = [e for e in events if e.position > done[self._partition(e)]]
+        view = _View()
+        await self._load(conn, view, {_conversation(e) for e in fresh if e.type in CONVERSATION_TYPES})
+        for event in fresh:
+            if event.type not in CONVERSATION_TYPES:
+                continue
+            conversation = _conversation(event)
+            group = view.loaded.setdefault(conversation, {})
+            before = {u: (m.active, m.delivered_seq, m.read_seq) for u, m in group.items()}
+            at = event.recorded_at.timestamp()
+            out[owner[event.position]].extend((o, at) for o in domain.apply(event, group))
+            view.dirty.update((conversation, u) for u, m in group.items() if before.get(u) != _key(m))
+        await self._save(conn, view)
+        for event in fresh:
+            p = self._partition(event)
+            done[p] = max(done[p], event.position)
+        await self._save_checkpoints(conn, done)
+        return out
 
     def _partition(self, event: RecordedEvent) -> int:
         return partition_of(event.stream_id, self._partitions)
@@ -126,8 +138,9 @@ class Fanout:
         return found
 
     async def _save_checkpoints(self, conn: AsyncConnection, done: dict[int, int]) -> None:
-        for p, position in done.items():
-            await conn.execute(update(checkpoints).where(checkpoints.c.partition == p).values(position=position))
+        if done:  # one executemany for every partition of the group
+            stmt = update(checkpoints).where(checkpoints.c.partition == bindparam("p")).values(position=bindparam("at"))
+            await conn.execute(stmt, [{"p": p, "at": position} for p, position in done.items()])
 
     async def _load(self, conn: AsyncConnection, view: _View, conversations: set[str]) -> None:
         if not conversations:
@@ -138,14 +151,24 @@ class Fanout:
             view.existing.add((r.conversation_id, r.user_id))
 
     async def _save(self, conn: AsyncConnection, view: _View) -> None:
+        """The changed members: one executemany for the updates, one for the new rows."""
+        updates: list[dict[str, object]] = []
+        inserts: list[dict[str, object]] = []
         for conversation, user in sorted(view.dirty):
             m = view.loaded[conversation][user]
-            values = {"active": m.active, "delivered_seq": m.delivered_seq, "read_seq": m.read_seq}
-            if (conversation, user) in view.existing:
-                where = (members.c.conversation_id == conversation) & (members.c.user_id == user)
-                await conn.execute(update(members).where(where).values(**values))
-            else:
-                await conn.execute(members.insert().values(conversation_id=conversation, user_id=user, **values))
+            row = {"c": conversation, "u": user, "a": m.active, "d": m.delivered_seq, "r": m.read_seq}
+            (updates if (conversation, user) in view.existing else inserts).append(row)
+        values: dict[str, object] = {
+            "active": bindparam("a"),
+            "delivered_seq": bindparam("d"),
+            "read_seq": bindparam("r"),
+        }
+        if updates:
+            where = (members.c.conversation_id == bindparam("c")) & (members.c.user_id == bindparam("u"))
+            await conn.execute(update(members).where(where).values(values), updates)
+        if inserts:
+            stmt = members.insert().values(conversation_id=bindparam("c"), user_id=bindparam("u"), **values)
+            await conn.execute(stmt, inserts)
 
     async def _publish(self, out: Outgoing) -> None:
         data = encode(out.frame)

@@ -75,6 +75,18 @@ async def read_checkpoints(conn: AsyncConnection, projections: Sequence[str]) ->
     return {(r.projection, r.partition): r.position for r in rows}
 
 
+def merged(batches: Sequence[Sequence[RecordedEvent]]) -> list[RecordedEvent]:
+    """The batches as one, each event once (a batch whose caller gave up may meet its redelivery)."""
+    seen: set[int] = set()
+    out: list[RecordedEvent] = []
+    for batch in batches:
+        for e in batch:
+            if e.position not in seen:
+                seen.add(e.position)
+                out.append(e)
+    return out
+
+
 class Projector:
     def __init__(
         self,
@@ -88,30 +100,35 @@ class Projector:
         self._engine = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._partitions = partitions
         self._projections = tuple(projections)
-        # Concurrent batches (one per partition loop) share a transaction: services/common/transaction_group.py.
-        self._group = TransactionGroup(self._engine, prologue=lambda conn: take_rebuild_lock(conn, exclusive=False))
+        # Concurrent batches (one per partition loop) are applied together: services/common/transaction_group.py.
+        self._group: TransactionGroup[Sequence[RecordedEvent], None] = TransactionGroup(
+            self._engine, self._apply_together, prologue=lambda conn: take_rebuild_lock(conn, exclusive=False)
+        )
 
     async def apply(self, batch: Sequence[RecordedEvent]) -> None:
-        if not batch:
-            return
+        if batch:
+            await self._group.run(batch)
+
+    async def _apply_together(self, conn: AsyncConnection, batches: list[Sequence[RecordedEvent]]) -> list[None]:
+        """One pass over the batches of several partitions (each stream's events stay in order)."""
+        await self._apply_in(conn, batches[0] if len(batches) == 1 else merged(batches))
+        return [None] * len(batches)
+
+    async def _apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         partition = {e.stream_id: partition_of(e.stream_id, self._partitions) for e in batch}
-
-        async def work(conn: AsyncConnection) -> None:
-            done = await read_checkpoints(conn, self._projections)
-            advanced: list[dict[str, object]] = []
-            for projection in self._projections:
-                fresh = [e for e in batch if e.position > done.get((projection, partition[e.stream_id]), 0)]
-                if not fresh:
-                    continue
-                await APPLIERS[projection](conn, TABLES, fresh)
-                last: dict[int, int] = {}
-                for e in fresh:
-                    p = partition[e.stream_id]
-                    last[p] = max(last.get(p, 0), e.position)
-                advanced.extend({"projection": projection, "partition": p, "position": pos} for p, pos in last.items())
-            await self._store_checkpoints(conn, advanced)
-
-        await self._group.run(work)
+        done = await read_checkpoints(conn, self._projections)
+        advanced: list[dict[str, object]] = []
+        for projection in self._projections:
+            fresh = [e for e in batch if e.position > done.get((projection, partition[e.stream_id]), 0)]
+            if not fresh:
+                continue
+            await APPLIERS[projection](conn, TABLES, fresh)
+            last: dict[int, int] = {}
+            for e in fresh:
+                p = partition[e.stream_id]
+                last[p] = max(last.get(p, 0), e.position)
+            advanced.extend({"projection": projection, "partition": p, "position": pos} for p, pos in last.items())
+        await self._store_checkpoints(conn, advanced)
 
     async def _store_checkpoints(self, conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
         if not rows:

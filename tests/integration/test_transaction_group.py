@@ -1,12 +1,13 @@
 """The read-model handlers' group commit (services/common/transaction_group.py), on SQLite and PostgreSQL:
-units that arrive together commit in fewer transactions than there are units, every caller gets its
-own result, one failing unit fails only its own caller, and a caller that gives up before its unit
-started leaves nothing behind."""
+items that arrive together are applied in one pass and commit in fewer transactions than there are
+items, every caller gets its own result, one failing item fails only its own caller, and a caller
+that gives up before its item started leaves nothing behind. The items here are units of work run
+in turn (`in_turn`); the projector and the delivery fan-out pass event batches."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select
@@ -28,6 +29,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await e.dispose()
 
 
+Work = Callable[[AsyncConnection], Awaitable[int]]
+passes: list[int] = []  # the size of each apply call
+
+
+async def in_turn(conn: AsyncConnection, works: list[Work]) -> list[int]:
+    passes.append(len(works))
+    return [await work(conn) for work in works]
+
+
 def count_commits(engine: AsyncEngine) -> list[int]:
     commits = [0]
 
@@ -38,7 +48,7 @@ def count_commits(engine: AsyncEngine) -> list[int]:
     return commits
 
 
-def writer(i: int, who: str, *, fail: bool = False):  # type: ignore[no-untyped-def]
+def writer(i: int, who: str, *, fail: bool = False) -> Work:
     async def work(conn: AsyncConnection) -> int:
         await conn.execute(insert(rows).values(id=i, who=who))
         await asyncio.sleep(0.01)  # a unit that takes a while, as a real batch does: the others queue up
@@ -55,16 +65,18 @@ async def stored(engine: AsyncEngine) -> dict[int, str]:
 
 
 async def test_concurrent_units_commit_together_and_each_caller_gets_its_result(engine: AsyncEngine) -> None:
-    group = TransactionGroup(engine)
+    group = TransactionGroup(engine, in_turn)
     commits = count_commits(engine)
+    passes.clear()
     results = await asyncio.gather(*(group.run(writer(i, f"u{i}")) for i in range(1, 41)))
     assert results == [i * 10 for i in range(1, 41)]
     assert await stored(engine) == {i: f"u{i}" for i in range(1, 41)}
-    assert 1 <= commits[0] < 40 / 2, commits[0]  # grouped: far fewer commits than units
+    assert 1 <= commits[0] < 40 / 2, commits[0]  # grouped: far fewer commits than items
+    assert sum(passes) == 40 and max(passes) > 1  # several items per apply call
 
 
 async def test_a_failing_unit_fails_only_its_caller(engine: AsyncEngine) -> None:
-    group = TransactionGroup(engine)
+    group = TransactionGroup(engine, in_turn)
     outcomes = await asyncio.gather(
         *(group.run(writer(i, f"u{i}", fail=i == 7)) for i in range(1, 13)), return_exceptions=True
     )
@@ -75,7 +87,7 @@ async def test_a_failing_unit_fails_only_its_caller(engine: AsyncEngine) -> None
 
 
 async def test_a_caller_that_gives_up_before_its_unit_starts_leaves_nothing(engine: AsyncEngine) -> None:
-    group = TransactionGroup(engine, concurrency=1)
+    group = TransactionGroup(engine, in_turn, concurrency=1)
     first = asyncio.create_task(group.run(writer(1, "first")))
     await asyncio.sleep(0)  # the first unit's transaction has started
     late = asyncio.create_task(group.run(writer(2, "late")))
@@ -94,7 +106,7 @@ async def test_the_prologue_runs_first_in_every_transaction(engine: AsyncEngine)
     async def prologue(conn: AsyncConnection) -> None:
         seen.append(int((await conn.execute(select(func.count()).select_from(rows))).scalar_one()))
 
-    group = TransactionGroup(engine, prologue=prologue, concurrency=1)
+    group = TransactionGroup(engine, in_turn, prologue=prologue, concurrency=1)
     await asyncio.gather(*(group.run(writer(i, "x")) for i in range(1, 6)))
     await group.run(writer(6, "y"))
     assert seen and seen[0] == 0 and seen[-1] == 5  # before the units of its own transaction
