@@ -57,7 +57,8 @@ class TimerLoop:
                 fired = 0
             if fired < BATCH:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+                    async with asyncio.timeout(POLL_SECONDS):  # not wait_for: it can swallow a cancel (3.11)
+                        await stop.wait()
 
     async def fire_due(self) -> int:
         """Claim and fire the due timers (up to BATCH); how many were claimed."""

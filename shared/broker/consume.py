@@ -149,7 +149,8 @@ class PartitionRunner:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel (Python 3.11)
+                await self.stopping.wait()
 
     async def _process(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, RecordedEvent]] = []
@@ -228,7 +229,8 @@ class PartitionRunner:
             for d in held:
                 await d.in_progress()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), min(remaining, self.spec.ack_wait / 3))
+                async with asyncio.timeout(min(remaining, self.spec.ack_wait / 3)):
+                    await self.stopping.wait()
         return self._may_continue()
 
     async def _call(self, batch: list[RecordedEvent]) -> None:

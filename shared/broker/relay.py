@@ -375,4 +375,5 @@ class Relay:
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel (Python 3.11)
+                await self._stopping.wait()

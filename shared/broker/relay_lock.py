@@ -10,6 +10,11 @@
 - SQLite: an exclusive `fcntl.flock` on a file beside the database file. The kernel drops it when
   the holder's process dies, however it dies; it cannot be lost while the process lives. SQLite
   serves one machine, so a file lock is enough.
+
+The ping's timeout is `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11, a `wait_for` whose
+inner call completes at the moment the task is cancelled returns the result and drops the cancel,
+and this loop then pinged on forever, so a relay's stop waited forever for its lock watch (seen in
+a test run, 2026-12-02). The other loops that sleep on an event with a timeout use it too.
 """
 
 from __future__ import annotations
@@ -100,7 +105,8 @@ class PgAdvisoryLock:
         while True:
             await asyncio.sleep(PING_INTERVAL)
             try:
-                await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT)
+                async with asyncio.timeout(PING_TIMEOUT):  # not wait_for: see the module docstring
+                    await conn.execute("SELECT 1")
             except (psycopg.Error, OSError, TimeoutError) as e:
                 log.error("relay_lock_session_lost", error=repr(e))
                 await self._drop()

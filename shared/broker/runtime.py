@@ -148,7 +148,8 @@ class Worker:
     async def _balance_forever(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick_interval)
+                async with asyncio.timeout(self._tick_interval):  # not wait_for: it can swallow a cancel (3.11)
+                    await self._stopping.wait()
             if self._stopping.is_set():
                 return
             try:

@@ -40,7 +40,8 @@ class HeadSignal:
             return True
         changed = self._changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (Python 3.11)
+                await changed.wait()
         return self.known_head > position
 
 

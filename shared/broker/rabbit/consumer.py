@@ -82,7 +82,8 @@ class RabbitPartitionConsumer:
 
     async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
         try:
-            first = await asyncio.wait_for(self._buffer.get(), wait)
+            async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel (Python 3.11)
+                first = await self._buffer.get()
         except TimeoutError:
             return []
         msgs = [first]
