@@ -114,7 +114,7 @@ class Fanout:
                 continue
             conversation = _conversation(event)
             group = view.loaded.setdefault(conversation, {})
-            before = {u: (m.active, m.delivered_seq, m.read_seq) for u, m in group.items()}
+            before = {u: _key(m) for u, m in group.items()}
             at = event.recorded_at.timestamp()
             out[owner[event.position]].extend((o, at) for o in domain.apply(event, group))
             view.dirty.update((conversation, u) for u, m in group.items() if before.get(u) != _key(m))

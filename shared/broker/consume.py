@@ -115,7 +115,7 @@ class PartitionRunner:
         consumer = self._consumer = await self._broker.open_consumer(self.spec)
         lag = self._metrics.lag.labels(self.spec.kind, str(self.spec.partition))
         try:
-            await self._let_previous_owner_settle(consumer, self.spec.ack_wait)
+            await self._wait_for_unacked_to_return(consumer, self.spec.ack_wait)
             while not self.stopping.is_set():
                 if not self._lease_valid():
                     await self._pause(LEASE_POLL_SECONDS)  # until the worker renews the lease or stops us
@@ -126,7 +126,7 @@ class PartitionRunner:
                     self._metrics.lost_deliveries.labels(self.spec.kind).inc(lost.missing)
                     self._log.warning("deliveries lost in transit; waiting for their redelivery in order",
                                       missing=lost.missing, at_most=lost.settle_seconds)  # fmt: skip
-                    await self._let_previous_owner_settle(consumer, lost.settle_seconds)
+                    await self._wait_for_unacked_to_return(consumer, lost.settle_seconds)
                     continue
                 if deliveries:
                     await self._process(deliveries)
@@ -134,7 +134,7 @@ class PartitionRunner:
         finally:
             await consumer.close()
 
-    async def _let_previous_owner_settle(self, consumer: PartitionConsumer, at_most: float) -> None:
+    async def _wait_for_unacked_to_return(self, consumer: PartitionConsumer, at_most: float) -> None:
         """Wait until no message of this partition is held elsewhere, or until what is held has
         passed `at_most` (ack_wait on a takeover) and will be redelivered first (module docstring,
         "Takeover")."""
