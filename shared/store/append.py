@@ -6,20 +6,31 @@ positions and commits. The lock is released only after the commit is visible, so
 in position order and a reader following positions never sees position n+1 before position n. The
 positions are assigned by us, not by a sequence, so a rolled-back append leaves no gap either.
 
-Why group commit: serialized appends cost one transaction each (~8,000/s here). So one writer task
-per process drains whatever appends are queued (up to `max_events` / `max_bytes`), writes them in one
-transaction with one executemany, and answers each caller. It never waits for more to arrive: a timer
-window that always waits cost ~40% in the prototype. Across processes (gateway and tickets both
-append) the lock above still serializes the batches. The batch's I/O is in shared/store/batch_io.py.
+Why group commit: serialized appends cost one transaction each (~8,000/s here). So one writer per
+process drains whatever appends are queued (up to `max_events` / `max_bytes`), writes them in one
+transaction, and answers each caller. It never waits for more to arrive: a timer window that always
+waits cost ~40% in the prototype. Across processes (gateway and tickets both append) the lock above
+still serializes the batches. The batch's I/O is in shared/store/batch_io.py.
+
+Why the writer is a thread of its own, not a task: callers queue their requests from the event loop
+(what one turn of the loop submitted goes over as one list, so it is never split by the thread waking
+at the first request), and the thread takes the next batch the moment the last one committed and
+answers a whole batch with one `call_soon_threadsafe`. As a task that hopped to an executor for the
+I/O, every batch also waited for the loop to come round (twice: to take the batch, and to learn it
+committed); under load the loop is busy with requests, and the database sat idle for a fifth of the
+time (decision 0019).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import sqlite3
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,7 +107,9 @@ class _BatchState:
 
 
 class GroupCommitWriter:
-    """The one task per process that writes appends, in batches."""
+    """The one thread per process that writes appends, in batches (see the module's docstring)."""
+
+    CLOSE_WAIT_SECONDS = 10.0  # for the batch in hand at close; a hung database must not hang a stop
 
     def __init__(
         self,
@@ -109,51 +122,104 @@ class GroupCommitWriter:
         self._io = io
         self._max_events = max_events
         self._max_bytes = max_bytes
-        self._queue: asyncio.Queue[AppendRequest] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        # What the loop submitted in one turn, as one list; None: stop.
+        self._requests: queue.SimpleQueue[list[AppendRequest] | None] = queue.SimpleQueue()
+        self._pending: list[AppendRequest] = []  # this loop turn's requests, not yet handed over
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         self._on_commit = on_commit  # (head position, events in batch, seconds) for metrics and waiters
 
     async def submit(self, request: AppendRequest) -> AppendResult:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="event-store-writer")
-        self._queue.put_nowait(request)
+        if self._closed:
+            raise StoreUnavailable("the event store is closed")
+        if self._thread is None or not self._thread.is_alive():  # first use, or the thread died
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._run, name="event-store-writer", daemon=True)
+            self._thread.start()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._hand_over)  # once per loop turn that submits
+        self._pending.append(request)
         return await request.future
 
+    def _hand_over(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._requests.put(pending)
+
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._io.close()
-
-    async def _run(self) -> None:
+        """Finish what was submitted before, then close the connection; later appends are refused."""
+        self._closed = True
+        thread, self._thread = self._thread, None
+        if thread is None:
+            self._io.close()
+            return
+        self._hand_over()
+        self._requests.put(None)
+        await asyncio.to_thread(thread.join, self.CLOSE_WAIT_SECONDS)
+        if thread.is_alive():
+            log.warning("event_store_writer_stuck", seconds=self.CLOSE_WAIT_SECONDS)
+        left: list[AppendRequest] = []
         while True:
-            batch = [await self._queue.get()]
-            count, size = len(batch[0].events), batch[0].size
-            # Take what is already queued, within the caps; never wait for more.
-            while not self._queue.empty() and count < self._max_events and size < self._max_bytes:
-                request = self._queue.get_nowait()
-                batch.append(request)
-                count += len(request.events)
-                size += request.size
-            await self._write(batch)
+            try:
+                item = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            left.extend(item or ())
+        self._fail(left, StoreUnavailable("the event store was closed before this append was written"))
 
-    async def _write(self, batch: list[AppendRequest]) -> None:
+    def _run(self) -> None:
+        """The writer thread: take what is queued (within the caps; never wait for more), write it."""
+        carry: deque[AppendRequest] = deque()
+        stopping = False
+        try:
+            while True:
+                if not carry:
+                    item = None if stopping else self._requests.get()
+                    if item is None:
+                        return
+                    carry.extend(item)
+                while not stopping:  # whatever else is queued by now
+                    try:
+                        item = self._requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stopping = True
+                    else:
+                        carry.extend(item)
+                first = carry.popleft()
+                batch, count, size = [first], len(first.events), first.size
+                while carry and count < self._max_events and size < self._max_bytes:
+                    request = carry.popleft()
+                    batch.append(request)
+                    count += len(request.events)
+                    size += request.size
+                self._write(batch)
+        finally:
+            self._io.close()
+
+    def _write(self, batch: list[AppendRequest]) -> None:
         started = time.perf_counter()
         try:
-            state = await self._write_txn(batch)
+            state = self._write_txn(batch)
             state.started = started
         except (psycopg.Error, sqlite3.Error, OSError) as e:
             log.warning("append_batch_failed", error=str(e), requests=len(batch))
-            self._fail(batch, StoreUnavailable(f"the event store could not append: {e}"))
+            self._call_on_loop(self._fail, batch, StoreUnavailable(f"the event store could not append: {e}"))
             return
         except Exception as e:
             # A bug must fail the callers, not kill the writer and leave them waiting forever.
             log.exception("append_batch_crashed", requests=len(batch))
-            self._fail(batch, StoreError(f"append failed: {e!r}"))
+            self._call_on_loop(self._fail, batch, StoreError(f"append failed: {e!r}"))
             return
-        self._answer(state)
+        self._call_on_loop(self._answer, state)
+
+    def _call_on_loop(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        # RuntimeError: the loop is closed, so nobody is waiting for these answers any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
 
     @staticmethod
     def _fail(batch: list[AppendRequest], failure: StoreError) -> None:
@@ -172,11 +238,11 @@ class GroupCommitWriter:
         if self._on_commit is not None and state.rows:
             self._on_commit(state.position, len(state.rows), time.perf_counter() - state.started)
 
-    async def _write_txn(self, batch: list[AppendRequest]) -> _BatchState:
+    def _write_txn(self, batch: list[AppendRequest]) -> _BatchState:
         planned: list[_BatchState] = []
 
         def plan(head_position: int, head_hash: str | None, versions: dict[str, int], stored: Stored) -> list[Row]:
-            # Runs inside the transaction, under the append lock (on SQLite on the writer's thread).
+            # Runs inside the transaction, under the append lock.
             state = _BatchState(head_position, head_hash or GENESIS_HASH, versions, stored)
             recorded_at = datetime.now(UTC)
             state.recorded_text = format_time(recorded_at)
@@ -187,7 +253,7 @@ class GroupCommitWriter:
 
         stream_ids = list({r.stream_id: None for r in batch})
         event_ids = [p.new.event_id for r in batch for p in r.events]
-        await self._io.write_batch(stream_ids, event_ids, plan)
+        self._io.write_batch(stream_ids, event_ids, plan)
         return planned[0]
 
     def _assign(self, state: _BatchState, request: AppendRequest, recorded_at: datetime) -> AppendResult | StoreError:
