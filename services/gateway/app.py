@@ -35,7 +35,7 @@ from services.gateway.limits import BodyLimit
 from services.gateway.nul_guard import NulGuard
 from services.gateway.problems import install_gateway_problems
 from services.gateway.ratelimit import RateLimiter
-from services.gateway.routes import v1_router
+from services.gateway.routes import add_v1_routes
 from services.gateway.ws import ws_router
 from shared.broker.port import ConsumingBroker
 from shared.config import Settings
@@ -113,7 +113,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     # Added last so it is outermost: it also counts what BodyLimit rejects.
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(metrics))
-    app.include_router(v1_router())
+    add_v1_routes(app.router)
     app.include_router(ws_router())  # GET /v1/ws, realtime (docs/realtime.md)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz_endpoint(readiness), methods=["GET"], include_in_schema=False)

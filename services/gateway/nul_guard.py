@@ -47,7 +47,7 @@ class NulGuard:
             body += message.get("body", b"")
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
-        if _JSON_NUL.search(body):
+        if b"\\u0000" in body and _JSON_NUL.search(body):  # the plain search first: the regex is ~10x slower
             await self._refuse(scope, receive, send, "body")
             return
         replay = iter(messages)

@@ -170,3 +170,8 @@ async def test_exports_parse_back_to_exactly_the_records_queried(stack: ChatStac
     ]
     bad = await stack.http.get("/v1/audit/export?format=xml", headers=as_auditor())
     assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    # A bare number is not read as Unix time: the document promises ISO 8601 (found by schemathesis).
+    for query in ("to=342", "from=1733100000", "from=-5.5"):
+        bad = await stack.http.get(f"/v1/audit/export?{query}", headers=as_auditor())
+        assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM, query
+        assert "ISO 8601" in bad.text, bad.text

@@ -23,6 +23,7 @@ from services.gateway.auth import Principal
 from services.gateway.errors import NotFound
 from services.gateway.routes.audit_schemas import AuditEvents, AuditReplay, AuditVerify
 from services.gateway.routes.deps import Caller, Services
+from services.gateway.routes.params import IsoDatetime
 from shared.store.port import EventStore
 from shared.store.verify import verify_chain
 
@@ -69,8 +70,8 @@ def event_filter(
     conversation_id: Annotated[str | None, Query(min_length=1, max_length=ID_MAX)] = None,
     user_id: Annotated[str | None, Query(min_length=1, max_length=ID_MAX)] = None,
     type: Annotated[str | None, Query(min_length=1, max_length=100)] = None,  # CONTRACT.md's name
-    from_: Annotated[datetime | None, Query(alias="from", description="recorded at or after (inclusive)")] = None,
-    to: Annotated[datetime | None, Query(description="recorded before (exclusive)")] = None,
+    from_: Annotated[IsoDatetime | None, Query(alias="from", description="recorded at or after (inclusive)")] = None,
+    to: Annotated[IsoDatetime | None, Query(description="recorded before (exclusive)")] = None,
 ) -> queries.EventFilter:
     return queries.EventFilter(conversation_id, user_id, type, _utc(from_), _utc(to))
 
@@ -103,7 +104,7 @@ async def audit_replay(
     principal: Auditor,
     gw: Services,
     record: Record,
-    as_of: Annotated[datetime | None, Query(description="the moment (default: now)")] = None,
+    as_of: Annotated[IsoDatetime | None, Query(description="the moment (default: now)")] = None,
 ) -> dict[str, Any]:
     """The conversation as it stood at `as_of`: members, messages as they read then, receipts."""
     moment = _utc(as_of) or datetime.now(UTC)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from services.gateway.auth import Principal
 from services.gateway.errors import Invalid, NotAllowed, NotFound
 from services.gateway.routes.deps import Caller, Services, reading
+from services.gateway.routes.params import IsoDatetime
 from services.projections import support_metrics, support_queries
 from services.projections.support_queries import Scope
 from services.projections.support_views import Queue, RequesterTicket, SupportMetrics, TicketDetail, TicketSummary
@@ -96,8 +97,8 @@ async def metrics(
     request: Request,
     principal: Caller,
     gw: Services,
-    period_from: Annotated[datetime, Query(alias="from", description="inclusive, ISO 8601 with a time zone")],
-    period_to: Annotated[datetime, Query(alias="to", description="exclusive, ISO 8601 with a time zone")],
+    period_from: Annotated[IsoDatetime, Query(alias="from", description="inclusive, ISO 8601 with a time zone")],
+    period_to: Annotated[IsoDatetime, Query(alias="to", description="exclusive, ISO 8601 with a time zone")],
     line: Line = None,
     segment: SegmentQuery = None,
     agent: UserQuery = None,
