@@ -51,7 +51,7 @@ async def test_a_conflict_batched_with_successful_appends_stores_only_theirs(dat
         hot, other = stream_of("hot"), stream_of("other")
         await store.append(hot, [message("hot", 1, "first")], expected_version=NO_STREAM)
 
-        # Submitted in one loop turn, so the one writer task takes them as one batch (one transaction);
+        # Submitted in one loop turn, so they reach the writer thread as one list: one batch, one transaction;
         # their order within it is not fixed (an append may first await its personal-data key).
         outcomes = await asyncio.gather(
             store.append(hot, [message("hot", 2, "ok 1"), message("hot", 3, "ok 2")], expected_version=1),
