@@ -133,12 +133,13 @@ class GroupCommitWriter:
     async def submit(self, request: AppendRequest) -> AppendResult:
         if self._closed:
             raise StoreUnavailable("the event store is closed")
+        loop = asyncio.get_running_loop()
         if self._thread is None or not self._thread.is_alive():  # first use, or the thread died
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop
             self._thread = threading.Thread(target=self._run, name="event-store-writer", daemon=True)
             self._thread.start()
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self._hand_over)  # once per loop turn that submits
+            loop.call_soon(self._hand_over)  # once per loop turn that submits
         self._pending.append(request)
         return await request.future
 
@@ -157,47 +158,51 @@ class GroupCommitWriter:
         self._hand_over()
         self._requests.put(None)
         await asyncio.to_thread(thread.join, self.CLOSE_WAIT_SECONDS)
-        if thread.is_alive():
-            log.warning("event_store_writer_stuck", seconds=self.CLOSE_WAIT_SECONDS)
-        left: list[AppendRequest] = []
-        while True:
-            try:
-                item = self._requests.get_nowait()
-            except queue.Empty:
-                break
-            left.extend(item or ())
-        self._fail(left, StoreUnavailable("the event store was closed before this append was written"))
+        if not thread.is_alive():
+            return
+        # Stuck on a batch: what it has not taken yet is refused now (it will never be written), and
+        # the stop mark goes back so that the thread ends, and closes its connection, if it recovers.
+        log.warning("event_store_writer_stuck", seconds=self.CLOSE_WAIT_SECONDS)
+        left: deque[AppendRequest] = deque()
+        self._take(left, block=False)
+        self._requests.put(None)
+        self._fail(list(left), StoreUnavailable("the event store was closed before this append was written"))
 
     def _run(self) -> None:
         """The writer thread: take what is queued (within the caps; never wait for more), write it."""
         carry: deque[AppendRequest] = deque()
-        stopping = False
+        taking = True
         try:
-            while True:
-                if not carry:
-                    item = None if stopping else self._requests.get()
-                    if item is None:
-                        return
-                    carry.extend(item)
-                while not stopping:  # whatever else is queued by now
-                    try:
-                        item = self._requests.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        stopping = True
-                    else:
-                        carry.extend(item)
-                first = carry.popleft()
-                batch, count, size = [first], len(first.events), first.size
-                while carry and count < self._max_events and size < self._max_bytes:
-                    request = carry.popleft()
-                    batch.append(request)
-                    count += len(request.events)
-                    size += request.size
-                self._write(batch)
+            while taking or carry:
+                if taking:
+                    taking = self._take(carry, block=not carry)
+                if carry:
+                    self._write(self._cut(carry))
         finally:
             self._io.close()
+
+    def _take(self, carry: deque[AppendRequest], block: bool) -> bool:
+        """Move every queued request into `carry` (first waiting for some when `block`); False once the
+        stop mark was taken."""
+        try:
+            item = self._requests.get(block)
+            while item is not None:
+                carry.extend(item)
+                item = self._requests.get_nowait()
+        except queue.Empty:
+            return True
+        return False
+
+    def _cut(self, carry: deque[AppendRequest]) -> list[AppendRequest]:
+        """The next batch from the front of `carry`: at least one request, then up to the caps."""
+        first = carry.popleft()
+        batch, count, size = [first], len(first.events), first.size
+        while carry and count < self._max_events and size < self._max_bytes:
+            request = carry.popleft()
+            batch.append(request)
+            count += len(request.events)
+            size += request.size
+        return batch
 
     def _write(self, batch: list[AppendRequest]) -> None:
         started = time.perf_counter()

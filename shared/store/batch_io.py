@@ -3,17 +3,17 @@
 Why not through SQLAlchemy here: a batch is lock → read state → insert → commit, and its cost is
 round trips, not SQL. Through SQLAlchemy's async layer that was ~8 sequential round trips per batch
 (pool checkout with pre-ping, lock, three reads, executemany, notify, commit) at ~0.6 ms each on this
-machine. Here:
-Both run on the writer's thread (shared/store/append.py), each on one held blocking connection:
-- PostgreSQL: BEGIN + lock + the three reads go out
-  together in psycopg's pipeline mode (one round trip); the rows go in with COPY; NOTIFY + COMMIT go
-  together again. The reads are separate statements after the lock statement, so in READ COMMITTED
-  they see every batch committed before the lock was granted. COPY rather than executemany: the
-  server's cost per row is what bounds a batch, and COPY spends well under half of executemany's
-  (one Bind/Execute per row) on these 1 KB jsonb rows; measured here a 64-event batch took 3.0 ms
-  against 4.2 ms, a 256-event one 6.2 against 11.7 (decision 0019). COPY cannot run in pipeline
-  mode, which costs two round trips more per batch (~0.1 ms each on loopback).
-- SQLite: one sqlite3 connection.
+machine. Here, both on the writer's thread (shared/store/append.py), each on one held blocking
+connection:
+- PostgreSQL: BEGIN + lock + the three reads go out together in psycopg's pipeline mode (one round
+  trip); the rows go in with COPY; NOTIFY + COMMIT go together again. The reads are separate
+  statements after the lock statement, so in READ COMMITTED they see every batch committed before
+  the lock was granted. COPY rather than executemany: the server's cost per row is what bounds a
+  batch, and COPY spends well under half of executemany's (one Bind/Execute per row) on these 1 KB
+  jsonb rows; measured here a 64-event batch took 3.0 ms against 4.2 ms, a 256-event one 6.2 against
+  11.7 (decision 0019). COPY cannot run in pipeline mode, which costs two round trips more per batch
+  (~0.1 ms each on loopback).
+- SQLite: one sqlite3 connection, `BEGIN IMMEDIATE`, the reads, executemany, COMMIT.
 The planning between the reads and the writes (versions, positions, hashes) is shared.
 
 Schema and every other query stay with SQLAlchemy (shared/store/tables.py, reads, migrations).

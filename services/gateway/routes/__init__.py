@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
@@ -24,14 +26,11 @@ from services.gateway.routes import (
 V1 = "/v1"
 _MODULES = (conversations, members, messages, receipts, unread, objects, search, users, files, support, tickets)
 
-# What an APIRoute keeps of its decorator's arguments, passed again when it is re-registered.
-_ROUTE_OPTIONS = (
-    "response_model", "status_code", "dependencies", "summary", "description", "response_description",
-    "responses", "deprecated", "methods", "operation_id", "response_model_include", "response_model_exclude",
-    "response_model_by_alias", "response_model_exclude_unset", "response_model_exclude_defaults",
-    "response_model_exclude_none", "include_in_schema", "response_class", "name", "callbacks", "openapi_extra",
-    "generate_unique_id_function",
-)  # fmt: skip
+# add_api_route's options (path, endpoint and tags are given apart). An APIRoute keeps each option
+# it was declared with as an attribute of the same name; read from the signature, so that an option a
+# later FastAPI adds is passed on too instead of dropped.
+_GIVEN_APART = {"self", "path", "endpoint", "tags"}
+_ROUTE_OPTIONS = tuple(inspect.signature(APIRouter.add_api_route).parameters.keys() - _GIVEN_APART)
 
 
 def add_v1_routes(router: APIRouter) -> None:
@@ -44,6 +43,6 @@ def add_v1_routes(router: APIRouter) -> None:
     for module_router in (*(m.router for m in _MODULES), ticket_views.router, audit.router):
         for route in module_router.routes:
             assert isinstance(route, APIRoute), route
-            options = {name: getattr(route, name) for name in _ROUTE_OPTIONS}
+            options = {name: getattr(route, name) for name in _ROUTE_OPTIONS if hasattr(route, name)}
             tags = [*module_router.tags, *(t for t in route.tags if t not in module_router.tags)]
             router.add_api_route(V1 + route.path, route.endpoint, tags=tags, **options)
