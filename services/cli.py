@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared import heap
 from shared.errors import ConfigError
 
 # command path -> "module:function"; the function takes the parsed argparse.Namespace, returns an exit code.
@@ -143,7 +144,9 @@ def resolve(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return resolve(args)(args)
+        command = resolve(args)
+        heap.settle()  # the command's modules are imported: what exists now lives as long as the process
+        return command(args)
     except ConfigError as e:
         print("ledgerline: configuration error:", file=sys.stderr)
         for problem in e.problems:

@@ -218,6 +218,18 @@ async def run(
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def stoppable(work: Awaitable[Outcome]) -> Outcome:
+    """`work`, cancelled by SIGTERM as asyncio.run cancels it on Ctrl-C: its `finally` blocks stop the
+    services and NATS and drop the database (a CI timeout used to leave the four services running)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -232,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the outcome as JSON here")
     args = parser.parse_args(argv)
     size = {"directs": args.directs, "groups": args.groups, "group_size": args.group_size, "receivers": args.receivers}
-    outcome = asyncio.run(run(args.rounds, args.rate, args.steady, args.cut, size, args.keep))
+    try:
+        outcome = asyncio.run(stoppable(run(args.rounds, args.rate, args.steady, args.cut, size, args.keep)))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("chaos run stopped: services and NATS stopped, database dropped (unless --keep)", file=sys.stderr)
+        return 130
     text = json.dumps(outcome.__dict__ | {"faults": [f.__dict__ for f in outcome.faults]}, indent=2, default=str)
     if args.json:
         args.json.write_text(text)

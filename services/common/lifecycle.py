@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from services.common.database import prepare_database
+from shared import heap
 from shared.config import Settings, load_settings
 from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
@@ -118,6 +119,7 @@ class _Server(uvicorn.Server):
             raise HttpStartupFailed(
                 f"the application did not start (uvicorn exit {e.code}); see the lines above"
             ) from None
+        heap.settle()  # the app and its lifespan's parts are built: they live as long as the process
 
 
 class HttpStartupFailed(RuntimeError):

@@ -1,24 +1,25 @@
 """The envelope around an event: what is appended (NewEvent) and what is read back (RecordedEvent).
 
-Plain slotted dataclasses, not pydantic: a read-all creates one per row, and that path must stay
-allocation-light.
+Plain slotted records (shared.records), not pydantic: a read-all creates one per row, and that path
+must stay allocation-light.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.events.base import Event
+from shared.records import record
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NewEvent:
     """An event to append. `event_id` is the idempotency key: derive it deterministically when a retry
     must not produce a second event (see shared.events.ids)."""
@@ -40,9 +41,10 @@ class NewEvent:
         return self.event.schema_version
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RecordedEvent:
-    """An event as stored. `payload` is the stored JSON form; `event` decodes it (upcasting old versions)."""
+    """An event as stored. `payload` is the stored JSON form; `event` decodes it (upcasting old
+    versions), once: a worker's screening decodes what its handler then uses."""
 
     position: int
     stream_id: str
@@ -59,9 +61,14 @@ class RecordedEvent:
     metadata: dict[str, Any]
     prev_hash: str
     hash: str
+    _decoded: Event | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def event(self) -> Event:
-        from shared.events.registry import registry
+        decoded = self._decoded
+        if decoded is None:
+            from shared.events.registry import registry
 
-        return registry.decode(self.type, self.schema_version, self.payload)
+            decoded = registry.decode(self.type, self.schema_version, self.payload)
+            object.__setattr__(self, "_decoded", decoded)  # the memo, not a field change
+        return decoded

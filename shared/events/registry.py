@@ -35,6 +35,9 @@ class EventRegistry:
         self._models: dict[tuple[str, int], type[Event]] = {}
         self._latest: dict[str, int] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        # (type, stored version) -> payload to latest model. Every read of every event comes here:
+        # one lookup and pydantic's validator, not the upcast walk and model_validate's own checks.
+        self._decoders: dict[tuple[str, int], Callable[[Payload], Event]] = {}
         self._autoload = autoload
 
     def _load(self) -> None:
@@ -50,11 +53,13 @@ class EventRegistry:
             raise TypeError(f"{model.__name__} needs defaults for its type and schema_version literals")
         self._models[(type_, version)] = model
         self._latest[type_] = max(version, self._latest.get(type_, 0))
+        self._decoders.clear()
         return model
 
     def add_upcaster(self, type_: str, from_version: int, upcaster: Upcaster) -> None:
         """`upcaster` turns a payload of `from_version` into one of `from_version + 1`."""
         self._upcasters[(type_, from_version)] = upcaster
+        self._decoders.clear()
 
     def model_for(self, type_: str, schema_version: int) -> type[Event]:
         self._load()
@@ -71,19 +76,38 @@ class EventRegistry:
 
     def decode(self, type_: str, schema_version: int, payload: Payload) -> Event:
         """The payload as the latest model of its type, upcast step by step from the stored version."""
+        try:
+            decoder = self._decoders[(type_, schema_version)]
+        except KeyError:
+            decoder = self._decoders[(type_, schema_version)] = self._decoder(type_, schema_version)
+        return decoder(payload)
+
+    def _decoder(self, type_: str, schema_version: int) -> Callable[[Payload], Event]:
         self._load()
         latest = self._latest.get(type_)
         if latest is None:
             raise UnknownEventType(type_, schema_version)
+        steps: list[Upcaster] = []
         version = schema_version
         while version < latest:
             upcaster = self._upcasters.get((type_, version))
             if upcaster is None:
                 break  # an old version with its own model and no upcaster: decode it as it is
-            payload = upcaster(payload)
+            steps.append(upcaster)
             version += 1
         model = self.model_for(type_, version)
-        return model.model_validate(payload)
+        if not model.__pydantic_complete__:
+            model.model_rebuild()
+        validate: Callable[[Payload], Event] = model.__pydantic_validator__.validate_python
+        if not steps:
+            return validate
+
+        def upcast_and_validate(payload: Payload) -> Event:
+            for step in steps:
+                payload = step(payload)
+            return validate(payload)
+
+        return upcast_and_validate
 
     def __iter__(self) -> Iterator[type[Event]]:
         self._load()

@@ -43,6 +43,9 @@ class SqlEventStore:
         self.engine = engine
         self._own_engine = own_engine
         self._sqlite = engine.dialect.name == "sqlite"
+        # Reads are one SELECT each, consistent by themselves: in autocommit, psycopg sends no BEGIN
+        # before it and the pool no ROLLBACK after it, two round trips of three per page.
+        self._reader = engine if self._sqlite else engine.execution_options(isolation_level="AUTOCOMMIT")
         self._signal = HeadSignal()
         self._listener: PgListener | None = None
         self._appended: Counter | None = None
@@ -89,7 +92,7 @@ class SqlEventStore:
     async def _read_raw(self, sql: str, params: tuple[object, ...]) -> list[RecordedEvent]:
         """One query on the driver connection of a pooled SQLAlchemy connection (see reads.py)."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
                 cursor = await driver.execute(sql, params)
                 rows = await cursor.fetchall()
