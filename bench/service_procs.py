@@ -28,7 +28,7 @@ async def until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
             try:
                 if (await http.get(url)).status_code == 200:
                     return
