@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from shared.logging import get_logger
+from shared.store.engine import with_liveness
 
 log = get_logger(__name__)
 
@@ -70,7 +71,7 @@ def leader_lock(database_url: str, name: str) -> LeaderLock:
         if not url.database or url.database == ":memory:":
             raise ValueError("the relay lock needs a SQLite database file, not an in-memory database")
         return FileLock(Path(f"{url.database}.{name}.lock"))
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = with_liveness(url.set(drivername="postgresql").render_as_string(hide_password=False))
     return PgAdvisoryLock(conninfo, lock_key(name))
 
 

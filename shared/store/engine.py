@@ -18,14 +18,37 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer in another process holds the lock for one batch: milliseconds
 BUSY_POLL_FIRST, BUSY_POLL_MAX = 0.0005, 0.004  # seconds between tries of BEGIN IMMEDIATE
+
+# libpq settings on every PostgreSQL connection the services open (the engines, the store's writer,
+# its LISTEN connection, the relay's lock). Without them a connection whose server went silent (a
+# network partition, a host gone without a reset) hangs for as long as the kernel keeps trying:
+# ~15 minutes with data unacknowledged, hours when idle. With them a dead peer is noticed within
+# ~30 s with data in flight (tcp_user_timeout) and ~60 s when idle (keepalives), and the caller gets
+# StoreUnavailable (a 503) instead of a request that never ends. A setting in the database URL
+# (`?keepalives_idle=10`) wins over these (docs/operations.md).
+LIBPQ_LIVENESS: dict[str, int] = {
+    "connect_timeout": 10,  # seconds to establish a connection
+    "keepalives": 1,
+    "keepalives_idle": 30,  # seconds idle before the first probe
+    "keepalives_interval": 10,  # seconds between probes
+    "keepalives_count": 3,  # unanswered probes before the connection is dropped
+    "tcp_user_timeout": 30_000,  # milliseconds sent data may stay unacknowledged
+}
+
+
+def with_liveness(conninfo: str) -> str:
+    """`conninfo` (a libpq URL or key=value string) plus the LIBPQ_LIVENESS settings it lacks."""
+    given = conninfo_to_dict(conninfo)
+    return make_conninfo(conninfo, **{k: v for k, v in LIBPQ_LIVENESS.items() if k not in given})
 
 
 def begin_immediate(execute: Callable[[str], object], sleep: Callable[[float], object]) -> None:
@@ -76,8 +99,10 @@ def create_engine(url: str, *, pool_size: int = 8, max_overflow: int | None = No
         )
         _configure_sqlite(engine)
         return engine
+    query = make_url(url).query
     return create_async_engine(
         url,
+        connect_args={k: v for k, v in LIBPQ_LIVENESS.items() if k not in query},
         json_serializer=orjson.dumps,
         json_deserializer=orjson.loads,
         echo=echo,

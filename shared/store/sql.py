@@ -19,7 +19,7 @@ from shared.metrics import MetricsRegistry
 from shared.store import reads
 from shared.store.append import GroupCommitWriter, prepare
 from shared.store.batch_io import BatchIO, PgBatchIO, SqliteBatchIO
-from shared.store.engine import create_engine
+from shared.store.engine import create_engine, with_liveness
 from shared.store.hashing import GENESIS_HASH
 from shared.store.notify import HeadSignal, PgListener
 from shared.store.personal import KeyRing
@@ -142,7 +142,7 @@ class SqlEventStore:
 
     def _libpq_url(self) -> str:
         url = self.engine.url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
+        return with_liveness(url.render_as_string(hide_password=False))
 
     async def close(self) -> None:
         await self._writer.close()
