@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -144,17 +144,39 @@ class Desk:
         if p["assigned_by"] != SYSTEM_ACTOR:
             await self._frames.send([p["agent_id"]], assigned_frame(state))
 
-    async def on_message(self, record: RecordedEvent) -> None:
+    async def latest_tickets(self, batch: Sequence[RecordedEvent]) -> dict[str, rows.TicketRow | None]:
+        """The latest ticket of each conversation the batch's messages are in, in one query: every chat
+        message comes here, nearly all in conversations without a ticket (a query each, before)."""
+        ids = {
+            conversation_id
+            for r in batch
+            if r.type == "MessageSent"
+            and r.payload.get("sender_id") != SUPPORT_CONTACT_ID
+            and isinstance(conversation_id := r.payload.get("conversation_id"), str)
+        }
+        if not ids:
+            return {}
+        async with self._read.connect() as conn:
+            return await rows.latest_of_conversations(conn, ids)
+
+    async def on_message(self, record: RecordedEvent, latest_tickets: dict[str, rows.TicketRow | None]) -> None:
+        """`latest_tickets`: from latest_tickets() for this batch; an entry is dropped once this
+        message opened or joined a ticket, so that a later message of the batch reads the row again."""
         p = record.payload
         conversation_id, sender = p["conversation_id"], p["sender_id"]
         if sender == SUPPORT_CONTACT_ID:
             return
-        async with self._read.connect() as conn:
-            latest = await rows.latest_of_conversation(conn, conversation_id)
+        if conversation_id in latest_tickets:
+            latest = latest_tickets[conversation_id]
+        else:
+            async with self._read.connect() as conn:
+                latest = await rows.latest_of_conversation(conn, conversation_id)
         if not is_support_conversation_of(conversation_id, sender):
             if latest is not None:  # an agent's reply in a support conversation
+                latest_tickets.pop(conversation_id, None)
                 await self._link(latest.ticket_id, record)
             return
+        latest_tickets.pop(conversation_id, None)
         if latest is not None:
             state = await load(self._store, latest.ticket_id)
             if p["message_id"] in state.linked or self._continues(state, record.occurred_at):

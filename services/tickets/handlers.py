@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from services.gateway.errors import GatewayError
 from services.tickets.desk import Desk
+from services.tickets.rows import TicketRow
 from shared.broker.consume import Handler
 from shared.events.envelope import RecordedEvent
 from shared.logging import get_logger
@@ -30,10 +31,11 @@ def tickets_handler(desk: Desk, metrics: MetricsRegistry) -> Handler:
 
     async def handle(batch: list[RecordedEvent]) -> None:
         touched: dict[str, int] = {}  # ticket id -> the highest stream version in the batch
+        latest_tickets = await desk.latest_tickets(batch)
         for record in batch:
             seen.labels(KIND, record.type).inc()
             try:
-                await _one(desk, record, touched)
+                await _one(desk, record, touched, latest_tickets)
             except (KeyError, TypeError, ValueError, GatewayError) as e:
                 log.error("event_skipped", type=record.type, position=record.position, error=repr(e))
         for ticket_id, version in touched.items():
@@ -42,13 +44,15 @@ def tickets_handler(desk: Desk, metrics: MetricsRegistry) -> Handler:
     return handle
 
 
-async def _one(desk: Desk, record: RecordedEvent, touched: dict[str, int]) -> None:
+async def _one(
+    desk: Desk, record: RecordedEvent, touched: dict[str, int], latest_tickets: dict[str, TicketRow | None]
+) -> None:
     if record.type in CLAIMS:
         await desk.on_claims(record)
     elif record.type == "AgentAvailabilityChanged":
         await desk.on_availability(record.payload["agent_id"], bool(record.payload["available"]))
     elif record.type == "MessageSent":
-        await desk.on_message(record)
+        await desk.on_message(record, latest_tickets)
     elif record.type.startswith("Ticket") and record.stream_id.startswith("ticket-"):
         if record.type == "TicketAssigned":
             await desk.on_assigned(record)

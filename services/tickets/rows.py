@@ -6,10 +6,12 @@ older stream version than the row's changes nothing, so two deliveries racing ca
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tickets.domain.state import ACTIVE, TicketState
@@ -101,8 +103,26 @@ async def latest_of_conversation(conn: AsyncConnection, conversation_id: str) ->
         .limit(1)
     )
     r = (await conn.execute(query)).first()
-    if r is None:
-        return None
+    return None if r is None else _ticket_row(r)
+
+
+async def latest_of_conversations(
+    conn: AsyncConnection, conversation_ids: Iterable[str]
+) -> dict[str, TicketRow | None]:
+    """latest_of_conversation for each of `conversation_ids`, in one query (None: no ticket)."""
+    ids = sorted(set(conversation_ids))
+    found: dict[str, TicketRow | None] = dict.fromkeys(ids)
+    if not ids:
+        return found
+    newest_first = (tickets.c.opened_at.desc(), tickets.c.ticket_id.desc())
+    rank = func.row_number().over(partition_by=tickets.c.conversation_id, order_by=newest_first).label("rank")
+    ranked = select(tickets, rank).where(tickets.c.conversation_id.in_(ids)).subquery()
+    for r in (await conn.execute(select(ranked).where(ranked.c.rank == 1))).all():
+        found[r.conversation_id] = _ticket_row(r)
+    return found
+
+
+def _ticket_row(r: Any) -> TicketRow:
     return TicketRow(r.ticket_id, r.requester_id, r.segment, r.line, r.status, r.assignee, r.conversation_id)
 
 
