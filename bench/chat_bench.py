@@ -60,8 +60,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 @asynccontextmanager
-async def services(database_url: str, tmp: Path) -> AsyncIterator[str]:
-    """The gateway and the projections worker as child processes; yields the gateway's URL."""
+async def services(database_url: str, tmp: Path, delivery: bool = False) -> AsyncIterator[str]:
+    """The gateway and the projections worker (and the delivery worker) as child processes; yields
+    the gateway's URL."""
     async with EmbeddedNats(tmp / "nats") as nats:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERLINE_")}
@@ -81,6 +82,8 @@ async def services(database_url: str, tmp: Path) -> AsyncIterator[str]:
             await until_ready(f"{url}/readyz", procs[0])
             procs.append(spawn("projections", env, tmp))  # after the gateway migrated the database
             await until_ready(f"http://127.0.0.1:{env['LEDGERLINE_WORKER_PORT']}/readyz", procs[1])
+            if delivery:
+                procs.append(spawn("delivery", env | {"LEDGERLINE_WORKER_PORT": str(free_port())}, tmp))
             yield url
         finally:
             stop_all(procs)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -25,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +30,7 @@ import httpx
 import jwt
 import psycopg
 
-from bench.chat_bench import PG_ADMIN, SECRET, progress
-from bench.service_procs import spawn, stop_all, until_ready
-from services.embedded.nats_server import EmbeddedNats
-from services.embedded.ports import free_port
+from bench.chat_bench import PG_ADMIN, SECRET, progress, services
 from shared.store.sql import SqlEventStore
 
 CONVERSATIONS = 64
@@ -59,35 +53,6 @@ def token(user: str) -> str:
     now = int(time.time())
     claims = {"sub": user, "name": f"Bench {user}", "roles": ["user"], "iat": now, "exp": now + 3600}
     return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-@contextlib.asynccontextmanager
-async def stack(database_url: str, tmp: Path, delivery: bool) -> AsyncIterator[tuple[str, str]]:
-    """The gateway, projections (and delivery) as child processes: (gateway URL, projections URL)."""
-    async with EmbeddedNats(tmp / "nats") as nats:
-        port, worker_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERLINE_")}
-        env |= {
-            "LEDGERLINE_DATABASE_URL": database_url,
-            "LEDGERLINE_BROKER_URL": nats.url,
-            "LEDGERLINE_JWT_SECRET": SECRET,
-            "LEDGERLINE_DATA_DIR": str(tmp / "data"),
-            "LEDGERLINE_GATEWAY_PORT": str(port),
-            "LEDGERLINE_WORKER_PORT": str(worker_port),
-            "LEDGERLINE_RATE_LIMIT_PER_MINUTE": "0",
-            "LEDGERLINE_LOG_LEVEL": "warning",
-        }
-        url = f"http://127.0.0.1:{port}"
-        procs = [spawn("gateway", env, tmp)]
-        try:
-            await until_ready(f"{url}/readyz", procs[0])
-            procs.append(spawn("projections", env, tmp))  # after the gateway migrated the database
-            await until_ready(f"http://127.0.0.1:{worker_port}/readyz", procs[1])
-            if delivery:
-                procs.append(spawn("delivery", env | {"LEDGERLINE_WORKER_PORT": str(free_port())}, tmp))
-            yield url, f"http://127.0.0.1:{worker_port}"
-        finally:
-            stop_all(procs)
 
 
 async def open_conversations(url: str) -> list[tuple[str, str]]:
@@ -160,7 +125,7 @@ async def run(seconds: int, connections: int, db: str, delivery: bool) -> dict[s
             database_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
         try:
             progress(f"wrk_send: starting the stack on {db}")
-            async with stack(database_url, tmp, delivery) as (url, _):
+            async with services(database_url, tmp, delivery) as url:
                 conversations = await open_conversations(url)
                 script = tmp / "send.lua"
                 convs = ", ".join(f'{{"{path}", "{tok}"}}' for path, tok in conversations)
