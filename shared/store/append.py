@@ -246,13 +246,17 @@ class GroupCommitWriter:
     def _write_txn(self, batch: list[AppendRequest]) -> _BatchState:
         planned: list[_BatchState] = []
 
-        def plan(head_position: int, head_hash: str | None, versions: dict[str, int], stored: Stored) -> list[Row]:
-            # Runs inside the transaction, under the append lock.
+        def plan(
+            head_position: int, head_hash: str | None, versions: dict[str, int], stored: Stored, checked: bool
+        ) -> list[Row] | None:
+            # Runs inside the transaction, under the append lock; may run twice (fast path, then checked).
             state = _BatchState(head_position, head_hash or GENESIS_HASH, versions, stored)
             recorded_at = datetime.now(UTC)
             state.recorded_text = format_time(recorded_at)
             for request in batch:
                 state.answers.append((request, self._assign(state, request, recorded_at)))
+            if not checked and any(isinstance(answer, BaseException) for _, answer in state.answers):
+                return None  # a conflict may be a repeat of an earlier append: only the checked path can tell
             planned[:] = [state]
             return state.rows
 

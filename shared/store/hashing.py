@@ -8,10 +8,10 @@
 - metadata, payload: orjson with sorted keys (the very bytes written to the database at append).
 - prev_hash of the first event is GENESIS_HASH.
 
-Verification re-serializes what it reads back. JSON text survives the round trip through SQLite's
-TEXT and PostgreSQL's jsonb (key order is re-sorted; strings and integers are exact). The one thing
-that would not: a float of 1e16 or more with no fraction, which jsonb gives back as an integer; the
-event catalogue has no float fields for that reason.
+Verification re-serializes what it reads back. The stored text is the hashed bytes on SQLite and, since
+migration 0010 (`json`), on PostgreSQL; rows written before it went through jsonb, which re-sorts keys
+but keeps strings and integers exact. The one thing jsonb would not keep: a float of 1e16 or more
+with no fraction, given back as an integer; the event catalogue has no float fields for that reason.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ Keys live in `personal_keys` (one row per key: key id, subject, scope — the co
 the person's own data —, 32 random bytes, NULL once destroyed by an erasure or by retention).
 Each process caches keys for up to KEY_KEEP_SECONDS. Every destruction of keys adds one to the
 counter in `personal_key_erasures`, in the same transaction; a process trusts its cache for
-KEY_CACHE_SECONDS after it last read that counter unchanged, and drops the whole cache when it moved.
-So an erasure made by another process takes effect here within KEY_CACHE_SECONDS (one in this
+KEY_CACHE_SECONDS after it last read that counter unchanged (read again in the background from
+KEY_REFRESH_SECONDS on, so that steady traffic never waits for it), and drops the whole cache when it
+moved. So an erasure made by another process takes effect here within KEY_CACHE_SECONDS (one in this
 process at once), and a send costs no key read: one row is read per process every KEY_CACHE_SECONDS,
 where each (person, conversation) key used to be read again every KEY_CACHE_SECONDS, which made
 nearly every message of a person who writes less often than that pay a transaction of its own.
@@ -36,12 +37,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events.envelope import NewEvent, RecordedEvent
 from shared.events.registry import UnknownEventType, registry
+from shared.logging import get_logger
 from shared.store.hashing import canonical_json
 from shared.store.tables import UtcDateTime, metadata
+
+log = get_logger(__name__)
 
 SEALED = "$sealed"
 ERASED_TEXT = "[erased]"
 KEY_CACHE_SECONDS = 2.0  # how long another process's erasure may take to reach this one's reads
+KEY_REFRESH_SECONDS = 1.5  # from then on the counter is read again in the background
 KEY_KEEP_SECONDS = 600.0  # how long a key stays cached at all: bounds the cache by recent use
 
 personal_keys = Table(
@@ -117,6 +122,12 @@ def personal_fields_of(type_: str) -> frozenset[str] | None:
         except UnknownEventType:
             return None
     return _PERSONAL[type_]
+
+
+def _log_failed_refresh(task: asyncio.Task[None]) -> None:
+    """A background check that failed: the first use past KEY_CACHE_SECONDS reads (and fails) itself."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("key_cache_check_failed", error=str(error))
 
 
 class KeyRing:
@@ -217,8 +228,14 @@ class KeyRing:
 
     async def _validate(self) -> None:
         """Trust the caches for KEY_CACHE_SECONDS more, or drop them when keys were destroyed since they
-        were checked. Concurrent callers share one read."""
-        if time.monotonic() - self._checked_at < KEY_CACHE_SECONDS:
+        were checked. Concurrent callers share one read. Past KEY_REFRESH_SECONDS the read starts in the
+        background, so that under steady use nobody waits for it (it held up every send in the process
+        for a round trip every KEY_CACHE_SECONDS)."""
+        age = time.monotonic() - self._checked_at
+        if age < KEY_CACHE_SECONDS:
+            if age >= KEY_REFRESH_SECONDS and (self._checking is None or self._checking.done()):
+                self._checking = asyncio.create_task(self._read_generation())
+                self._checking.add_done_callback(_log_failed_refresh)
             return
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._read_generation())

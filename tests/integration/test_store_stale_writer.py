@@ -1,0 +1,54 @@
+"""Each writer plans a batch from the head and stream versions it left behind, and reads them again only
+when that may be wrong (shared/store/batch_io.py). Here a second writer (another store on the same
+database, as the tickets service is beside the gateway) appends between two batches of the first:
+the first's next appends must still get the true versions and positions, conflicts and repeats must
+still answer as they would on a fresh store, and the chain must stay whole."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.store_support import message, migrated_store, stream_of
+
+from shared.store.port import ANY, WrongExpectedVersion
+from shared.store.sql import SqlEventStore
+from shared.store.verify import verify_chain
+
+
+async def rows(store: SqlEventStore) -> list[tuple[int, str, int]]:
+    return [(e.position, e.stream_id, e.stream_version) for e in await store.read_all(0, 1000)]
+
+
+async def test_a_writer_whose_view_went_stale_appends_at_the_true_head(database_url: str) -> None:
+    shared_stream, own = stream_of("shared"), stream_of("own")
+    async with migrated_store(database_url) as first, migrated_store(database_url) as second:
+        await first.append(shared_stream, [message("shared", 1)], expected_version=0)
+        await first.append(own, [message("own", 1)], expected_version=0)  # first now holds head 2
+
+        await second.append(shared_stream, [message("shared", 2)], expected_version=1)  # position 3
+        await second.append(stream_of("x"), [message("x", 1)])  # position 4
+
+        # first still believes the shared stream is at version 1 and the head at 2.
+        with pytest.raises(WrongExpectedVersion) as caught:
+            await first.append(shared_stream, [message("shared", 99)], expected_version=1)
+        assert (caught.value.expected, caught.value.actual) == (1, 2)
+
+        moved = await first.append(shared_stream, [message("shared", 3)], expected_version=2)
+        assert (moved.first_version, moved.first_position) == (3, 5)
+
+        await second.append(stream_of("x"), [message("x", 2)])  # position 6, behind first's back again
+        anywhere = await first.append(own, [message("own", 2)], expected_version=ANY)
+        assert (anywhere.first_version, anywhere.first_position) == (2, 7)
+
+        # A repeat of first's earlier append, with the version it expected then: answered as then.
+        repeat_of = message("shared", 4)
+        original = await first.append(shared_stream, [repeat_of], expected_version=3)
+        await second.append(shared_stream, [message("shared", 5)], expected_version=4)
+        assert await first.append(shared_stream, [repeat_of], expected_version=3) == original
+        assert await first.append(shared_stream, [repeat_of], expected_version=ANY) == original
+
+        stored = await rows(first)
+        assert [p for p, _, _ in stored] == list(range(1, 10))
+        assert [v for _, s, v in stored if s == shared_stream] == [1, 2, 3, 4, 5]
+        assert [v for _, s, v in stored if s == own] == [1, 2]
+        result = await verify_chain(first.engine)
+        assert result.ok and result.head_position == 9, result.problem
