@@ -74,16 +74,23 @@ class PgBatchIO:
     _STORED = "SELECT event_id, stream_id, stream_version, position FROM events WHERE event_id = ANY(%s)"
     _COPY = f"COPY events ({COLUMNS}) FROM STDIN"
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, on_path: Callable[[str], None] | None = None) -> None:
         self._conninfo = conninfo
+        # Told which path each batch took: "fast", "checked", or "fast_refused" (a fast attempt rolled
+        # back for the checked path: another process had appended, an id repeated, or a conflict).
+        self._on_path = on_path or (lambda path: None)
         # A blocking connection on the writer's thread, not an async one on the event loop: under load
         # the loop is busy with requests, and each round trip's turn waited behind them (a 1 ms commit
         # took tens of ms and batches stayed small).
         self._conn: psycopg.Connection[Any] | None = None
         # The head as this writer left it (position, hash), and stream versions as of that head: what
-        # the fast path plans from (see `_write_fast`). None: unknown, the next batch reads it.
+        # the fast path plans from (see `_write_fast`). None: take the checked path.
         self._head: tuple[int, str | None] | None = None
         self._versions: dict[str, int] = {}
+        # The head position after this writer's last commit, whichever path. The fast path resumes only
+        # once a checked batch finds the head still there: while another process is appending too,
+        # nearly every fast batch would fail its COPY, so the checked path is taken until it stops.
+        self._last_head: int | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -94,8 +101,11 @@ class PgBatchIO:
     def write_batch(self, stream_ids: Sequence[str], event_ids: Sequence[uuid.UUID], plan: Planner) -> None:
         conn = self._connection()
         try:
-            if self._head is None or not self._write_fast(conn, stream_ids, plan):
-                self._write_checked(conn, stream_ids, event_ids, plan)
+            if self._head is not None and self._write_fast(conn, stream_ids, plan):
+                self._on_path("fast")
+                return
+            self._write_checked(conn, stream_ids, event_ids, plan)
+            self._on_path("checked")
         except BaseException:
             self._discard()  # closing the connection rolls the open transaction back
             raise
@@ -128,12 +138,14 @@ class PgBatchIO:
         rows = plan(*self._head, versions, {}, False)
         if not rows:
             conn.execute("ROLLBACK")
+            self._on_path("fast_refused")
             return False
         try:
             self._insert_and_commit(conn, rows)
         except psycopg.errors.UniqueViolation:
             conn.execute("ROLLBACK")
             self._forget()
+            self._on_path("fast_refused")
             return False
         self._remember(rows, versions)
         return True
@@ -153,7 +165,8 @@ class PgBatchIO:
         versions = {s: v for s, v in versions_cur.fetchall() if v is not None}
         stored = {e: (s, v, p) for e, s, v, p in stored_cur.fetchall()}
         rows = plan(head_position, head_hash, versions, stored, True) or []
-        if self._head is None or self._head[0] != head_position:
+        quiet = head_position == self._last_head  # nobody else appended since our previous batch
+        if not quiet:
             self._versions.clear()  # another process appended: what we knew of other streams may be old
         if rows:
             self._insert_and_commit(conn, rows)
@@ -161,6 +174,8 @@ class PgBatchIO:
             conn.execute("COMMIT")
         self._head = (head_position, head_hash)
         self._remember(rows, versions)
+        if not quiet:
+            self._head = None  # checked again next time: the fast path waits for a quiet batch
 
     def _insert_and_commit(self, conn: psycopg.Connection[Any], rows: list[Row]) -> None:
         with conn.cursor() as cur, cur.copy(self._COPY) as copy:
@@ -177,6 +192,8 @@ class PgBatchIO:
         self._versions.update(versions)
         if rows:
             self._head = (rows[-1][0], rows[-1][14])
+        if self._head is not None:
+            self._last_head = self._head[0]
 
     def _forget(self) -> None:
         self._head = None
@@ -185,6 +202,7 @@ class PgBatchIO:
     def _discard(self) -> None:
         """After an error the connection's state is unknown: start the next batch on a new one."""
         self._forget()
+        self._last_head = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(psycopg.Error):

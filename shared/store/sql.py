@@ -51,12 +51,19 @@ class SqlEventStore:
         self._appended: Counter | None = None
         self._batch_size: Histogram | None = None
         self._append_seconds: Histogram | None = None
+        self._batch_paths: Counter | None = None
         if metrics is not None:
             self._appended = metrics.counter("events_appended", "Events appended to the store")
             self._batch_size = metrics.histogram(
                 "append_batch_events", "Events per group-commit batch", buckets=(1, 4, 16, 64, 128, 256, 1024)
             )
             self._append_seconds = metrics.histogram("append_batch_seconds", "Duration of one append batch")
+            self._batch_paths = metrics.counter(
+                "append_batches",
+                "Append batches by path: fast (planned from the writer's own view), checked (read under the"
+                " lock), fast_refused (a fast attempt rolled back: another process appended, or a repeat)",
+                labels=("path",),
+            )
         self.keys = KeyRing(engine)  # personal fields sealed per person (shared/store/personal.py)
         self._writer = GroupCommitWriter(
             self._batch_io(), max_events=max_batch_events, max_bytes=max_batch_bytes, on_commit=self._committed
@@ -138,7 +145,11 @@ class SqlEventStore:
             if not database or database == ":memory:":
                 raise ValueError("the event store needs a SQLite file, not an in-memory database")
             return SqliteBatchIO(database)
-        return PgBatchIO(self._libpq_url())
+        return PgBatchIO(self._libpq_url(), on_path=self._count_path)
+
+    def _count_path(self, path: str) -> None:  # on the writer's thread: prometheus-client is thread-safe
+        if self._batch_paths is not None:
+            self._batch_paths.labels(path=path).inc()
 
     def _libpq_url(self) -> str:
         url = self.engine.url.set(drivername="postgresql")

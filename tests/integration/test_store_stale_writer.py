@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from helpers.store_support import message, migrated_store, stream_of
 
+from shared.metrics import MetricsRegistry
 from shared.store.port import ANY, WrongExpectedVersion
 from shared.store.sql import SqlEventStore
 from shared.store.verify import verify_chain
@@ -52,3 +53,34 @@ async def test_a_writer_whose_view_went_stale_appends_at_the_true_head(database_
         assert [v for _, s, v in stored if s == own] == [1, 2]
         result = await verify_chain(first.engine)
         assert result.ok and result.head_position == 9, result.problem
+
+
+def paths(metrics: MetricsRegistry) -> dict[str, int]:
+    return {
+        path: int(metrics.registry.get_sample_value("ledgerline_append_batches_total", {"path": path}) or 0)
+        for path in ("fast", "checked", "fast_refused")
+    }
+
+
+async def test_a_writer_takes_the_checked_path_while_another_appends_and_the_fast_path_once_alone(
+    pg_url: str,
+) -> None:
+    """While two processes append in turn, planning from one's own view would fail nearly every COPY:
+    the writer reads under the lock until a batch finds nobody else appended since its previous one.
+    (PostgreSQL only: SQLite's writer reads under its lock always, the reads cost microseconds there.)"""
+    metrics = MetricsRegistry()
+    async with migrated_store(pg_url, metrics=metrics) as first, migrated_store(pg_url) as second:
+        for n in range(1, 21):  # in turn: every batch of `first` follows one of `second`
+            await first.append(stream_of("a"), [message("a", n)])
+            await second.append(stream_of("b"), [message("b", n)])
+        taken = paths(metrics)
+        assert taken["fast"] == 0 and taken["checked"] == 20
+        assert taken["fast_refused"] <= 1
+
+        for n in range(21, 41):  # alone now
+            await first.append(stream_of("a"), [message("a", n)])
+        alone = {k: v - taken[k] for k, v in paths(metrics).items()}
+        assert alone["checked"] <= 2 and alone["fast"] >= 18 and alone["fast_refused"] == 0
+
+        positions = [e.position for e in await first.read_all(0, 1000)]
+        assert positions == list(range(1, 61))
