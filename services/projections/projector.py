@@ -53,6 +53,15 @@ def needed_types(projections: Sequence[str] = PROJECTIONS) -> frozenset[str]:
     return frozenset().union(*(TYPES[p] for p in projections))
 
 
+_PG_STORE_CHECKPOINTS = text(
+    "INSERT INTO rm_checkpoints (projection, partition, position, updated_at) "
+    "SELECT p, n, pos, :at "
+    "FROM unnest(CAST(:p AS text[]), CAST(:n AS integer[]), CAST(:pos AS bigint[])) AS u(p, n, pos) "
+    "ON CONFLICT (projection, partition) DO UPDATE SET "
+    "position = greatest(rm_checkpoints.position, excluded.position), updated_at = excluded.updated_at"
+)
+
+
 async def take_rebuild_lock(conn: AsyncConnection, *, exclusive: bool) -> None:
     if conn.dialect.name == "postgresql":
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
@@ -134,6 +143,13 @@ class Projector:
         if not rows:
             return
         now = datetime.now(UTC)
+        if conn.dialect.name == "postgresql":
+            # One statement over arrays instead of an executemany: a batch advances every projection
+            # in every partition it touched (dozens of rows), and per row SQLAlchemy's executemany
+            # cost ~10 µs of CPU against ~2 here. The rows are unique per key (built from dicts).
+            columns = {"p": [r["projection"] for r in rows], "n": [r["partition"] for r in rows]}
+            await conn.execute(_PG_STORE_CHECKPOINTS, {**columns, "pos": [r["position"] for r in rows], "at": now})
+            return
         stmt = insert(conn, checkpoints)
         await conn.execute(
             stmt.on_conflict_do_update(

@@ -56,3 +56,27 @@ async def test_concurrent_partition_batches_are_applied_together_once(env: Env) 
     await asyncio.gather(*(env.projector.apply(batch) for batch in by_partition.values()))  # redelivered
     async with env.engine.connect() as conn:
         assert await dump(conn) == before
+
+
+async def test_an_older_batch_redelivered_after_a_newer_one_moves_no_checkpoint_back(env: Env) -> None:
+    """Checkpoints only move forward (the upsert keeps the greater position), for every projection of
+    every partition a batch touched; the older batch changes no read model either."""
+    await env.start("late", "direct", ["late-a", "late-b"])
+    for n in range(1, 7):
+        await env.send("late", "late-a", f"late message {n}")
+    events = await env.store.read_all(0, 10_000)
+    older, newer = events[:3], events[3:]
+    await env.projector.apply(events)
+
+    async def stored() -> dict[tuple[str, int], int]:
+        async with env.engine.connect() as conn:
+            return {(r.projection, r.partition): r.position for r in await conn.execute(select(checkpoints))}
+
+    after_all = await stored()
+    assert after_all and set(after_all.values()) == {newer[-1].position}
+    async with env.engine.connect() as conn:
+        before = await dump(conn)
+    await env.projector.apply(older)  # a redelivery of what came first
+    assert await stored() == after_all
+    async with env.engine.connect() as conn:
+        assert await dump(conn) == before
