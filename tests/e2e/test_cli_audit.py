@@ -21,7 +21,9 @@ EVENTS = 20
 # Each tampering: (SQL statements, the position verify must name). The payload edit (PostgreSQL's json
 # has no json_set: through jsonb and back) and the way to make up an event id differ per database.
 ALTER_PAYLOAD = {
-    "postgresql": "UPDATE events SET payload = jsonb_set(payload::jsonb, '{text}', '\"forged\"')::json WHERE position = 7",
+    "postgresql": (
+        "UPDATE events SET payload = jsonb_set(payload::jsonb, '{text}', '\"forged\"')::json WHERE position = 7"
+    ),
     "sqlite": "UPDATE events SET payload = json_set(payload, '$.text', 'forged') WHERE position = 7",
 }
 INSERT_COPY = """INSERT INTO events (position, stream_id, stream_version, event_id, type, schema_version,
