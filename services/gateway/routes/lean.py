@@ -32,7 +32,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 Model = TypeVar("Model", bound=BaseModel)
 _MISSING = object()
@@ -69,8 +70,19 @@ def json_response(model: BaseModel, status_code: int) -> Response:
     return Response(model.__pydantic_serializer__.to_json(model), status_code, media_type="application/json")
 
 
+class LeanRoute(Route):
+    """A Starlette Route that names itself in the scope when matched, as Starlette's router does and
+    FastAPI's does not for a plain Route: the HTTP metrics label requests by `scope["route"].path`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope = {**child_scope, "route": self}
+        return match, child_scope
+
+
 def lean_route(path: str, method: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
-    return Route(path, endpoint, methods=[method], include_in_schema=False)
+    return LeanRoute(path, endpoint, methods=[method], include_in_schema=False)
 
 
 def _is_json(content_type: str | None) -> bool:
