@@ -147,7 +147,7 @@ class PgBatchIO:
             self._forget()
             self._on_path("fast_refused")
             return False
-        self._remember(rows, versions)
+        self._remember((rows[-1][0], rows[-1][14]), versions, trusted=True)
         return True
 
     def _write_checked(
@@ -172,10 +172,8 @@ class PgBatchIO:
             self._insert_and_commit(conn, rows)
         else:
             conn.execute("COMMIT")
-        self._head = (head_position, head_hash)
-        self._remember(rows, versions)
-        if not quiet:
-            self._head = None  # checked again next time: the fast path waits for a quiet batch
+        # Not quiet: checked again next time, the fast path waits for a quiet batch.
+        self._remember((rows[-1][0], rows[-1][14]) if rows else (head_position, head_hash), versions, trusted=quiet)
 
     def _insert_and_commit(self, conn: psycopg.Connection[Any], rows: list[Row]) -> None:
         with conn.cursor() as cur, cur.copy(self._COPY) as copy:
@@ -185,15 +183,14 @@ class PgBatchIO:
             conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(rows[-1][0])))
             conn.execute("COMMIT")
 
-    def _remember(self, rows: list[Row], versions: dict[str, int]) -> None:
-        """After a commit: `versions` (the batch's streams, read and planned) hold as of the new head."""
+    def _remember(self, head: tuple[int, str | None], versions: dict[str, int], *, trusted: bool) -> None:
+        """After a commit: `head` is the new head and `versions` (the batch's streams, read and planned)
+        hold as of it; `trusted`: the next batch may plan from them (the fast path)."""
         if len(self._versions) > VERSION_CACHE_MAX:
             self._versions.clear()
         self._versions.update(versions)
-        if rows:
-            self._head = (rows[-1][0], rows[-1][14])
-        if self._head is not None:
-            self._last_head = self._head[0]
+        self._last_head = head[0]
+        self._head = head if trusted else None
 
     def _forget(self) -> None:
         self._head = None

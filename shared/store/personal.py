@@ -125,7 +125,8 @@ def personal_fields_of(type_: str) -> frozenset[str] | None:
 
 
 def _log_failed_refresh(task: asyncio.Task[None]) -> None:
-    """A background check that failed: the first use past KEY_CACHE_SECONDS reads (and fails) itself."""
+    """A check that failed (logged, and retrieved: a background one has nobody awaiting it); the first
+    use past KEY_CACHE_SECONDS reads again itself."""
     if not task.cancelled() and (error := task.exception()) is not None:
         log.warning("key_cache_check_failed", error=str(error))
 
@@ -233,13 +234,17 @@ class KeyRing:
         for a round trip every KEY_CACHE_SECONDS)."""
         age = time.monotonic() - self._checked_at
         if age < KEY_CACHE_SECONDS:
-            if age >= KEY_REFRESH_SECONDS and (self._checking is None or self._checking.done()):
-                self._checking = asyncio.create_task(self._read_generation())
-                self._checking.add_done_callback(_log_failed_refresh)
+            if age >= KEY_REFRESH_SECONDS:
+                self._check()
             return
+        await asyncio.shield(self._check())
+
+    def _check(self) -> asyncio.Task[None]:
+        """The read of the erasure counter in flight, started when there is none."""
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._read_generation())
-        await asyncio.shield(self._checking)
+            self._checking.add_done_callback(_log_failed_refresh)  # also when nobody awaits it
+        return self._checking
 
     async def _read_generation(self) -> None:
         started = time.monotonic()

@@ -149,7 +149,7 @@ class SqlEventStore:
 
     def _count_path(self, path: str) -> None:  # on the writer's thread: prometheus-client is thread-safe
         if self._batch_paths is not None:
-            self._batch_paths.labels(path=path).inc()
+            self._batch_paths.labels(path).inc()
 
     def _libpq_url(self) -> str:
         url = self.engine.url.set(drivername="postgresql")
