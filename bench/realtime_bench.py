@@ -42,7 +42,7 @@ import jwt
 import psycopg
 import websockets
 
-from bench.http_pools import sharded_clients
+from bench.lean_http import LeanHttpError, lean_pool
 from bench.service_procs import spawn, stop_all, until_ready
 from services.embedded.nats_server import EmbeddedNats
 from services.embedded.ports import free_port
@@ -224,17 +224,32 @@ async def settle(pid: int, idle_share: float = 0.05, limit: float = 300.0) -> fl
 # --- send-to-receive latency --------------------------------------------------------------------------
 
 RECORD_TO_PUBLISH = "ledgerline_delivery_commit_to_publish_seconds"
+EVENT_AGE = 'ledgerline_worker_event_age_seconds{kind="delivery"}'  # record time to delivery's receipt
 
 
-async def record_to_publish(http: httpx.AsyncClient, url: str) -> tuple[float, float]:
-    """(sum, count) of delivery's histogram from an event's record time to its frames' publication."""
-    text = (await http.get(url)).text
-    values = {}
+RELAY_BATCH = "ledgerline_relay_batch_seconds"  # the relay's publish of one page, sent to confirmed
+
+
+async def delivery_timings(http: httpx.AsyncClient, s: Stack) -> dict[str, float]:
+    """Sums and counts of the histograms along the hop: the relay's publish of a page (gateway),
+    record time to delivery's receipt of the event (relay, JetStream, fetch), record time to its
+    frames' publication."""
+    text = (await http.get(s.delivery_metrics)).text + "\n" + (await http.get(s.url + "/metrics")).text
+    values: dict[str, float] = {}
     for line in text.splitlines():
-        for suffix in ("_sum", "_count"):
-            if line.startswith(RECORD_TO_PUBLISH + suffix + " "):
-                values[suffix] = float(line.split()[-1])
-    return values.get("_sum", 0.0), values.get("_count", 0.0)
+        for name, key in ((RECORD_TO_PUBLISH, "publish"), (EVENT_AGE, "receipt"), (RELAY_BATCH, "relay")):
+            metric, labels = name.partition("{")[::2]
+            for suffix in ("_sum", "_count"):
+                prefix = metric + suffix + ("{" + labels if labels else " ")
+                if line.startswith(prefix):
+                    values[key + suffix] = float(line.split()[-1])
+    return values
+
+
+def mean_ms(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    count = after.get(key + "_count", 0.0) - before.get(key + "_count", 0.0)
+    total = after.get(key + "_sum", 0.0) - before.get(key + "_sum", 0.0)
+    return round(total / count * 1000, 1) if count else float("nan")
 
 
 async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, tag: str) -> dict[str, Any]:
@@ -258,7 +273,7 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
                 arrived.setdefault(int(frame["text"][len(tag) + 1 :]), time.perf_counter())
 
     readers = [asyncio.create_task(read(ws)) for ws in sockets]
-    headers = [{"Authorization": f"Bearer {token(sender)}"} for sender, _ in pairs]
+    headers = [{"Authorization": f"Bearer {token(sender)}", "Content-Type": "application/json"} for sender, _ in pairs]
     started: dict[int, float] = {}
     accepted_at: dict[int, float] = {}
     errors = shed = 0
@@ -270,28 +285,28 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
     async def send(n: int) -> None:
         nonlocal errors, shed
         i = n % PAIRS
-        body = {"client_msg_id": f"{tag}-{n}", "text": f"{tag} {n}"}
+        body = json.dumps({"client_msg_id": f"{tag}-{n}", "text": f"{tag} {n}"}).encode()
+        request = pool.request_bytes("POST", f"/v1/conversations/{conversations[i]}/messages", body, headers[i])
         async with gate:
             began = time.perf_counter()
             if began > too_late:  # the stack cannot take the offered rate: not sent, counted
                 shed += 1
                 return
             try:
-                pool = pools[i % len(pools)]  # several small pools: bench/http_pools.py
-                r = await pool.post(f"/v1/conversations/{conversations[i]}/messages", headers=headers[i], json=body)
-            except httpx.HTTPError:
+                status, _ = await pool.send(request)  # bench/lean_http.py: the client must not be the limit
+            except (OSError, asyncio.IncompleteReadError, LeanHttpError):
                 errors += 1
                 return
-        if r.status_code == 201:
+        if status == 201:
             started[n] = began
             accepted_at[n] = time.perf_counter()
         else:
             errors += 1
 
     cpu_before, load_before = s.cpu(), load()
-    published_before = await record_to_publish(http, s.delivery_metrics)
+    timings_before = await delivery_timings(http, s)
     progress(f"{tag}: {rate}/s offered for {seconds:.0f} s ({total:,} messages, load {load_before})")
-    async with sharded_clients(s.url, IN_FLIGHT, timeout=60) as pools:
+    async with lean_pool(s.url, IN_FLIGHT) as pool:
         tasks = []
         for n in range(total):
             delay = t0 + n / rate - time.perf_counter()
@@ -305,14 +320,13 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         await asyncio.sleep(0.05)
     wall = time.perf_counter() - t0
     cpu_after = s.cpu()
-    published_after = await record_to_publish(http, s.delivery_metrics)
-    published = published_after[1] - published_before[1]
-    to_publish = (published_after[0] - published_before[0]) / published if published else float("nan")
+    timings_after = await delivery_timings(http, s)
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     delays = [arrived[n] - began for n, began in started.items() if n in arrived]
     after_accept = [max(0.0, arrived[n] - accepted_at[n]) for n in started if n in arrived]  # the realtime hop
+    http_times = [accepted_at[n] - began for n, began in started.items()]
     from_schedule = [arrived[n] - (t0 + n / rate) for n in started if n in arrived]  # with client queueing
     result = {
         "offered_per_s": rate,
@@ -327,9 +341,14 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         "p95_ms": pct(delays, 0.95),
         "p99_ms": pct(delays, 0.99),
         "max_ms": round(max(delays) * 1000, 1) if delays else float("nan"),
+        "http_p50_ms": pct(http_times, 0.5),  # the POST alone, start to 201
+        "http_p99_ms": pct(http_times, 0.99),
         "after_201_p50_ms": pct(after_accept, 0.5),
         "after_201_p99_ms": pct(after_accept, 0.99),
-        "delivery_record_to_publish_mean_ms": round(to_publish * 1000, 1),
+        "relay_page_publish_mean_ms": mean_ms(timings_before, timings_after, "relay"),
+        "relay_pages": round(timings_after.get("relay_count", 0) - timings_before.get("relay_count", 0)),
+        "delivery_record_to_receipt_mean_ms": mean_ms(timings_before, timings_after, "receipt"),
+        "delivery_record_to_publish_mean_ms": mean_ms(timings_before, timings_after, "publish"),
         "cpu_pct": {name: round((cpu_after[name] - cpu_before[name]) / wall * 100) for name in cpu_after},
         "load_avg": load(),
     }

@@ -5,9 +5,11 @@ starts the same stack (`ledgerline gateway` with its relay, `ledgerline projecti
 NATS; delivery too with --delivery) on a fresh database, opens 64 direct conversations, and runs
 `wrk -t2 -c64` POSTing a fresh `client_msg_id` each time, round-robin over the conversations. It
 prints the accepted rate, the latency percentiles wrk measured, and any non-2xx answers, and
-afterwards how long the chat projection took to catch up with what was accepted.
+afterwards how long the chat projection took to catch up with what was accepted. With --group, one
+busy group instead: 64 members, each request from the next of them in turn, all into the one
+conversation (the issue's "one busy group, 64 concurrent senders").
 
-    .venv/bin/python -m bench.wrk_send [--seconds 20] [--connections 64] [--db postgres|sqlite] [--delivery]
+    .venv/bin/python -m bench.wrk_send [--seconds 20] [--connections 64] [--db postgres|sqlite] [--delivery] [--group]
 
 Needs `wrk` on the PATH (Debian: `apt-get install wrk`).
 """
@@ -72,6 +74,20 @@ async def open_conversations(url: str) -> list[tuple[str, str]]:
         return list(await asyncio.gather(*(one(i) for i in range(CONVERSATIONS))))
 
 
+async def open_busy_group(url: str) -> list[tuple[str, str]]:
+    """(path, sender's token) per member of one group of CONVERSATIONS members: one path, many senders."""
+    members = [f"g{i}" for i in range(CONVERSATIONS)]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        r = await http.post(
+            "/v1/conversations",
+            headers={"Authorization": f"Bearer {token(members[0])}"},
+            json={"kind": "group", "title": "busy group", "members": members[1:]},
+        )
+        r.raise_for_status()
+    path = f"/v1/conversations/{r.json()['conversation_id']}/messages"
+    return [(path, token(m)) for m in members]
+
+
 def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -113,7 +129,7 @@ async def caught_up(url: str, database_url: str, conversations: list[tuple[str, 
     return round(time.monotonic() - began, 1)
 
 
-async def run(seconds: int, connections: int, db: str, delivery: bool) -> dict[str, Any]:
+async def run(seconds: int, connections: int, db: str, delivery: bool, group: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wrk-send-") as tmp_name:
         tmp = Path(tmp_name)
         name = f"ledgerline_wrk_{uuid.uuid4().hex[:8]}"
@@ -126,7 +142,7 @@ async def run(seconds: int, connections: int, db: str, delivery: bool) -> dict[s
         try:
             progress(f"wrk_send: starting the stack on {db}")
             async with services(database_url, tmp, delivery) as url:
-                conversations = await open_conversations(url)
+                conversations = await (open_busy_group(url) if group else open_conversations(url))
                 script = tmp / "send.lua"
                 convs = ", ".join(f'{{"{path}", "{tok}"}}' for path, tok in conversations)
                 script.write_text(LUA % {"convs": convs})
@@ -146,10 +162,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--delivery", action="store_true", help="run the delivery worker too")
+    parser.add_argument("--group", action="store_true", help="one busy group of 64 senders")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk_send: wrk is not on the PATH (Debian: apt-get install wrk)")
-    figures = asyncio.run(run(args.seconds, args.connections, args.db, args.delivery))
+    figures = asyncio.run(run(args.seconds, args.connections, args.db, args.delivery, args.group))
     wrk_text = figures.pop("wrk")
     print("  ".join(f"{k}={v}" for k, v in figures.items()))
     print(f"wrk: {wrk_text}", file=sys.stderr)

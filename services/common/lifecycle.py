@@ -150,6 +150,9 @@ async def serve_http(
         access_log=False,  # health probes every few seconds would drown the useful lines
         lifespan="on",
         ws="websockets-sansio",  # uvicorn's "auto" picks its legacy websockets protocol, deprecated in websockets 17
+        # Frames are small JSON (a few hundred bytes): per-message deflate saved little on the wire and
+        # cost each frame a zlib pass and each socket its compression state (docs/realtime.md).
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=max(1, int(grace)),
     )
     server = _Server(config)

@@ -155,6 +155,7 @@ class PartitionRunner:
     async def _process(self, deliveries: list[Delivery]) -> None:
         ready: list[tuple[Delivery, RecordedEvent]] = []
         in_batch: set[object] = set()
+        self._observe_age(deliveries)
         for d in deliveries:
             event = await self._screen(d, in_batch)
             if event is not None:
@@ -174,6 +175,14 @@ class PartitionRunner:
                 for later, _ in ready[i:]:
                     await later.release()
                 return
+
+    def _observe_age(self, deliveries: list[Delivery]) -> None:
+        """Record time to receipt, per first delivery: where an event's time goes before its handler."""
+        now = time.time()
+        age = self._metrics.event_age_seconds.labels(self.spec.kind)
+        for d in deliveries:
+            if d.event is not None and d.deliveries == 1:
+                age.observe(max(0.0, now - d.event.recorded_at.timestamp()))
 
     async def _screen(self, d: Delivery, in_batch: set[object]) -> RecordedEvent | None:
         """The event to handle, or None when it was settled here (undecodable, duplicate, dead)."""

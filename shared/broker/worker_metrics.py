@@ -17,6 +17,7 @@ class WorkerMetrics:
     lag: Gauge
     handled: Counter
     handler_seconds: Histogram
+    event_age_seconds: Histogram
     handler_failures: Counter
     redeliveries: Counter
     dead_lettered: Counter
@@ -37,6 +38,12 @@ class WorkerMetrics:
             lag=r.gauge("worker_consumer_lag", "Events waiting in a partition", ["kind", "partition"]),
             handled=r.counter("worker_events_handled", "Events handled and acknowledged", ["kind"]),
             handler_seconds=r.histogram("worker_handler_seconds", "Duration of one handler call", ["kind"]),
+            event_age_seconds=r.histogram(
+                "worker_event_age_seconds",
+                "From an event's record time in the store to its receipt here (relay, broker and fetch)",
+                ["kind"],
+                buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            ),
             handler_failures=r.counter("worker_handler_failures", "Handler calls that raised", ["kind"]),
             redeliveries=r.counter("worker_redeliveries", "Events delivered more than once", ["kind"]),
             dead_lettered=r.counter("worker_dead_lettered", "Events moved to the dead letters", ["kind"]),
