@@ -7,11 +7,13 @@ CloudEvents JSON with `Nats-Msg-Id` = event id; ephemeral traffic uses core NATS
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
@@ -39,8 +41,19 @@ PUBLISH_WINDOW = 256
 PUBLISH_TIMEOUT = 10.0
 # The server stores a message with this header only when the stream's last message has that id.
 EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+# Atomic batches (NATS 2.12+): the server stores a batch's messages together, or none of them, and
+# answers its commit with one ack. With `sync_interval: always` that is one flush per batch instead of
+# one per message: ~4,200 -> ~33,000 publishes/s here, ~115 -> ~23 µs of the server's CPU each
+# (decision 0024). The server takes at most 1,000 messages per batch.
+ATOMIC_BATCH = 256
+ATOMIC_EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"  # on a batch's first message
+ERR_BATCH_HAS_DUPLICATE = 10201  # "atomic publish batch contains duplicate message id"
 
 _Pending = tuple[RecordedEvent, str, "asyncio.Future[api.PubAck]"]
+
+
+class _BatchHasDuplicate(Exception):
+    """The server refused an atomic batch because the stream already holds one of its events."""
 
 
 class _NatsSubscription:
@@ -72,6 +85,10 @@ class NatsBroker:
         # (position, event id) of the last event sent to the events stream, for the next one's
         # expected-last header (publish_events); None when unknown (start, or after a failure).
         self._last_sent: tuple[int, str] | None = None
+        self.atomic = False  # the events stream takes atomic batches (set by connect)
+        # The stream sequence of the last batch committed (atomic publishing), for the next batch's
+        # expected-last-sequence; None when unknown (start, a failure, a batch sent one by one).
+        self._last_seq: int | None = None
 
     @classmethod
     async def connect(
@@ -93,7 +110,7 @@ class NatsBroker:
             raise BrokerUnavailable(url, str(err) or type(err).__name__) from err
         broker = cls(nc, names or NatsNames.for_namespace(namespace), partitions, source)
         try:
-            await ensure_streams(broker._js, broker.names, max_age, replicas)
+            broker.atomic = await ensure_streams(broker._js, broker.names, max_age, replicas)
         except BaseException:
             await nc.close()  # a service that cannot start must not keep reconnecting in the background
             raise
@@ -117,12 +134,77 @@ class NatsBroker:
         as a duplicate). The caller's retry from its last confirmed position then restores the order.
         """
         try:
+            if self.atomic:
+                async with self._send_lock:
+                    await self._publish_atomic(events)
+                return
             async with self._send_lock:
                 pending = await self._send(events)
             await self._confirm(pending, len(events))
         except BaseException:
             self._last_sent = None  # what the server holds is unknown: the retry's first event goes unchecked
+            self._last_seq = None
             raise
+
+    async def _publish_atomic(self, events: Sequence[RecordedEvent]) -> None:
+        """In atomic batches of up to ATOMIC_BATCH, each committed before the next is sent (under the
+        send lock), so no later event can be stored ahead of an earlier one that a crash lost: a
+        batch is stored whole or not at all, and nothing follows it until it is. Each batch after
+        the first names the stream sequence it must follow, which refuses it if anyone else wrote to
+        the stream meanwhile. A batch holding an event the stream already has (the relay
+        republishing after a crash) is refused whole by the server: that batch goes one by one
+        instead, where each copy is answered as a duplicate."""
+        for at in range(0, len(events), ATOMIC_BATCH):
+            batch = events[at : at + ATOMIC_BATCH]
+            try:
+                self._last_seq = await self._commit_batch(batch, at, len(events))
+            except _BatchHasDuplicate:
+                self._last_sent = self._last_seq = None
+                await self._confirm(await self._send(batch), len(batch))
+                self._last_sent = None  # the next batch is atomic again, and checks nothing on its first
+
+    async def _commit_batch(self, batch: Sequence[RecordedEvent], offset: int, total: int) -> int:
+        """Send one atomic batch and wait for its commit; the stream sequence of its last message."""
+        batch_id = uuid.uuid4().hex
+        last = len(batch) - 1
+        commit: Msg | None = None
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT + len(batch) / 1000):
+                for n, e in enumerate(batch):
+                    p = partition_of(e.stream_id, self._partitions)
+                    subject = self.names.event_subject(e.type, p)
+                    body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
+                    headers = {
+                        "Nats-Msg-Id": str(e.event_id),
+                        "Content-Type": CONTENT_TYPE,
+                        "Nats-Batch-Id": batch_id,
+                        "Nats-Batch-Sequence": str(n + 1),
+                    }
+                    if n == 0 and self._last_seq is not None:
+                        headers[ATOMIC_EXPECTED_LAST_SEQUENCE] = str(self._last_seq)
+                    if n < last:
+                        await self._nc.publish(subject, body, headers=headers)
+                    else:
+                        headers["Nats-Batch-Commit"] = "1"
+                        commit = await self._nc.request(subject, body, timeout=PUBLISH_TIMEOUT, headers=headers)
+        except (TimeoutError, nats.errors.Error) as err:
+            raise PublishFailed(str(batch[0].event_id), self.names.stream, repr(err), offset, total) from err
+        assert commit is not None
+        try:
+            answer = orjson.loads(commit.data)
+        except orjson.JSONDecodeError as err:
+            raise PublishFailed(str(batch[0].event_id), self.names.stream, f"not an ack: {commit.data[:200]!r}",
+                                offset, total) from err  # fmt: skip
+        error = answer.get("error")
+        if error is not None:
+            if error.get("err_code") == ERR_BATCH_HAS_DUPLICATE:
+                raise _BatchHasDuplicate
+            reason = f"refused: {error.get('description')} (code {error.get('err_code')})"
+            raise PublishFailed(str(batch[0].event_id), self.names.stream, reason, offset, total)
+        if answer.get("stream") != self.names.stream or answer.get("count") != len(batch):
+            reason = f"unexpected commit: {commit.data[:200]!r}"
+            raise PublishFailed(str(batch[0].event_id), self.names.stream, reason, offset, total)
+        return int(answer["seq"])
 
     async def _send(self, events: Sequence[RecordedEvent]) -> list[_Pending]:
         pending: list[_Pending] = []

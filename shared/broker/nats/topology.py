@@ -42,17 +42,20 @@ class ReplicasNotHonoured(TopologyError):
     """The server cannot keep the stream copies asked for (LEDGERLINE_NATS_REPLICAS)."""
 
 
-async def ensure_streams(js: JetStreamContext, names: NatsNames, max_age: float | None, replicas: int = 1) -> None:
+async def ensure_streams(js: JetStreamContext, names: NatsNames, max_age: float | None, replicas: int = 1) -> bool:
     """Both streams with `replicas` copies each (LEDGERLINE_NATS_REPLICAS): 1 on a single server, 3 on
-    a 3-node cluster so that a node may fail without losing acknowledged events."""
-    await _ensure_stream(js, names.stream, [f"{names.subject_prefix}.>"], max_age, replicas)
+    a 3-node cluster so that a node may fail without losing acknowledged events. True when the events
+    stream takes atomic batch publishes (NATS 2.12 and later; an older server ignores the setting and
+    its answer does not echo it)."""
+    info = await _ensure_stream(js, names.stream, [f"{names.subject_prefix}.>"], max_age, replicas, atomic=True)
     # Dead letters are kept until an operator removes them: no age limit.
     await _ensure_stream(js, names.dead_stream, [f"{names.dead_prefix}.>"], None, replicas)
+    return bool(info.config.allow_atomic)
 
 
 async def _ensure_stream(
-    js: JetStreamContext, name: str, subjects: list[str], max_age: float | None, replicas: int
-) -> None:
+    js: JetStreamContext, name: str, subjects: list[str], max_age: float | None, replicas: int, atomic: bool = False
+) -> api.StreamInfo:
     config = api.StreamConfig(
         name=name,
         subjects=subjects,
@@ -62,13 +65,14 @@ async def _ensure_stream(
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         max_age=max_age,
         num_replicas=replicas,
+        allow_atomic=True if atomic else None,
     )
     try:
-        await js.add_stream(config)
+        return await js.add_stream(config)
     except nats.js.errors.BadRequestError:
         # Exists with another configuration (e.g. a changed max_age): apply ours.
         try:
-            await js.update_stream(config)
+            return await js.update_stream(config)
         except nats.js.errors.Error as err:
             raise _topology_error(name, err, replicas) from err
     except nats.js.errors.Error as err:
