@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+SEND_ERRORS = (OSError, asyncio.IncompleteReadError, TimeoutError)  # with LeanHttpError: a send got no answer
+
 
 class LeanHttpError(Exception):
     pass
@@ -67,13 +69,15 @@ class LeanPool:
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    async def send(self, request: bytes) -> tuple[int, bytes]:
-        """(status, body). A connection that failed is dropped and its slot reconnects next time."""
+    async def send(self, request: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+        """(status, body). A connection that failed or timed out is dropped and its slot reconnects
+        next time. Raises OSError, asyncio.IncompleteReadError, TimeoutError or LeanHttpError."""
         conn = await self._idle.get()
         try:
-            if conn is None:
-                conn = _Connection(*await asyncio.open_connection(self._host, self._port))
-            result = await conn.exchange(request)
+            async with asyncio.timeout(timeout):
+                if conn is None:
+                    conn = _Connection(*await asyncio.open_connection(self._host, self._port))
+                result = await conn.exchange(request)
         except BaseException:
             if conn is not None:
                 conn.close()

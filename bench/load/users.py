@@ -26,15 +26,17 @@ import httpx
 import jwt
 import websockets
 
-from bench.http_pools import sharded_clients
+from bench.lean_http import SEND_ERRORS, LeanHttpError, LeanPool
 
-IN_FLIGHT = 128  # POSTs outstanding, spread over several small pools (bench/http_pools.py)
+IN_FLIGHT = 128  # POSTs outstanding, over SHARDS lean pools (bench/lean_http.py)
 LATE_SECONDS = 2.0
 DRAIN_SECONDS = 20.0
 GROUP_SIZE = 5
 GROUP_SHARE = 0.3  # share of users in groups (the rest in direct pairs)
 CONNECT_BATCH = 50
 ATTEMPTS = 3
+HTTP_TIMEOUT = 30.0
+SHARDS = 8  # pools of IN_FLIGHT / SHARDS connections; a conversation always goes through one of them
 RETRIED = (409, 503)
 
 
@@ -153,29 +155,30 @@ class Generator:
         except websockets.ConnectionClosed:
             self.out.errors["ws_closed"] += 1
 
-    async def post(
-        self, http: httpx.AsyncClient, path: str, sender: str, body: dict[str, Any]
-    ) -> httpx.Response | None:
+    async def post(self, pool: LeanPool, path: str, sender: str, body: dict[str, Any]) -> int | None:
         """POST as a client does: a lost connection, a timeout, 409 or 503 is retried (at most ATTEMPTS
         times in all) with the same client_msg_id, which the gateway deduplicates; each retry counted
-        by its cause. None (and an error counted) when no attempt got an answer."""
+        by its cause. The status, or None (and an error counted) when no attempt got an answer.
+        Sent through bench/lean_http.py: httpx's own CPU made the generator measure itself."""
         cause = ""
+        headers = {**self.headers(sender), "Content-Type": "application/json"}
+        request = pool.request_bytes("POST", path, json.dumps(body).encode(), headers)
         for _ in range(ATTEMPTS):
             try:
-                r = await http.post(path, headers=self.headers(sender), json=body)
-            except httpx.TimeoutException:
+                status, _answer = await pool.send(request, timeout=HTTP_TIMEOUT)
+            except TimeoutError:
                 cause = "http_timeout"
-            except httpx.TransportError as e:  # e.g. a keep-alive connection the server closed as we sent
+            except (*SEND_ERRORS, LeanHttpError) as e:  # e.g. a keep-alive connection the server closed
                 cause = f"http_{type(e).__name__}"
             else:
-                if r.status_code not in RETRIED or _ == ATTEMPTS - 1:
-                    return r
-                cause = f"http_{r.status_code}"
+                if status not in RETRIED or _ == ATTEMPTS - 1:
+                    return status
+                cause = f"http_{status}"
             self.out.retries[cause] += 1
         self.out.errors[cause] += 1
         return None
 
-    async def run(self, clients: list[httpx.AsyncClient]) -> Outcome:
+    async def run(self, clients: list[LeanPool]) -> Outcome:
         gates = [asyncio.Semaphore(IN_FLIGHT // len(clients)) for _ in clients]
         total = int(self.rate * self.duration)
         rng = random.Random(self.prefix)
@@ -195,17 +198,17 @@ class Generator:
                 if began > too_late:
                     self.out.not_sent_late += 1
                     return
-                r = await self.post(clients[shard], f"/v1/conversations/{conversation.id}/messages", sender, body)
-            if r is None:
+                status = await self.post(clients[shard], f"/v1/conversations/{conversation.id}/messages", sender, body)
+            if status is None:
                 return
-            if r.status_code == 201:
+            if status == 201:
                 done = time.monotonic()
                 sent[text] = (began, conversation, sender)
                 self.out.http_latency.append(done - began)
                 self.out.last_accept = max(self.out.last_accept, done)
                 self.out.kinds[conversation.kind] += 1
             else:
-                self.out.errors[f"http_{r.status_code}"] += 1
+                self.out.errors[f"http_{status}"] += 1
 
         tasks = []
         for n in range(total):
@@ -256,11 +259,15 @@ async def generate(
 ) -> dict[str, Any]:
     """One generator process's work: set up, say so through `ready` (which answers the common start
     time on CLOCK_MONOTONIC), wait for it, run."""
-    async with sharded_clients(url, IN_FLIGHT) as clients:
-        http = clients[0]
+    async with httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT) as http:
         gen = Generator(url, secret, prefix, users, rate, duration)
-        await gen.setup(http)
+        await gen.setup(http)  # conversations: few requests, httpx is fine
+    pools = [LeanPool(url, IN_FLIGHT // SHARDS) for _ in range(SHARDS)]
+    try:
         start_at = await ready()
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        out = await gen.run(clients)
+        out = await gen.run(pools)
+    finally:
+        for pool in pools:
+            pool.close()
     return out.as_dict()
