@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
-from conftest import unique_suffix
+from test_broker_contract import broker  # noqa: F401  (the fixture: both real brokers, a namespace each)
 
-from shared.broker.factory import connect_broker
 from shared.broker.port import ConsumerSpec, ConsumingBroker, Delivery
 from shared.events.conversation import Read
 from shared.events.envelope import RecordedEvent
@@ -27,17 +24,6 @@ from shared.events.partition import partition_of
 WINDOW = 30.0
 PROMPT = WINDOW / 3
 QUIET_FETCHES = 40
-
-
-@pytest.fixture(params=["nats", "rabbitmq"])
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[ConsumingBroker]:
-    url = request.getfixturevalue("nats_url" if request.param == "nats" else "rabbit_url")
-    b = await connect_broker(url, namespace=f"t{unique_suffix()}")
-    try:
-        yield b
-    finally:
-        await b.delete_topology(["delivery"])  # type: ignore[attr-defined]
-        await b.close()
 
 
 def events(stream: str, versions: range) -> list[RecordedEvent]:
@@ -57,7 +43,7 @@ def ids(deliveries: list[Delivery]) -> list[uuid.UUID]:
     return [d.event.event_id for d in deliveries if d.event is not None]
 
 
-async def test_a_fetch_on_a_quiet_partition_returns_as_soon_as_events_arrive(broker: ConsumingBroker) -> None:
+async def test_a_fetch_on_a_quiet_partition_returns_as_soon_as_events_arrive(broker: ConsumingBroker) -> None:  # noqa: F811
     stream = f"conversation-{uuid.uuid4()}"
     partition = partition_of(stream, broker.partitions)
     spec = ConsumerSpec("delivery", None, partition, batch_size=256)
