@@ -65,15 +65,25 @@ def worker_main(kind: str, build_handler: HandlerFactory) -> int:
     return run_service(kind, serve)
 
 
-async def serve_worker(kind: str, build_handler: HandlerFactory, settings: Settings, stop: asyncio.Event) -> None:
+async def serve_worker(
+    kind: str,
+    build_handler: HandlerFactory,
+    settings: Settings,
+    stop: asyncio.Event,
+    types: frozenset[str] | None = None,
+) -> None:
     @asynccontextmanager
     async def plain(context: WorkerContext) -> AsyncIterator[Handler]:
         yield build_handler(context)
 
-    await serve_worker_parts(kind, plain, settings, stop)
+    await serve_worker_parts(kind, plain, settings, stop, types)
 
 
-async def serve_worker_parts(kind: str, parts: WorkerParts, settings: Settings, stop: asyncio.Event) -> None:
+async def serve_worker_parts(
+    kind: str, parts: WorkerParts, settings: Settings, stop: asyncio.Event, types: frozenset[str] | None = None
+) -> None:
+    """`types`: the event types the handler uses, filtered by the broker (None: every type, the
+    handler chooses)."""
     metrics = service_metrics()
     readiness = Readiness()
     # Every transaction of the runtime here (partition leases) writes: on SQLite it takes the write
@@ -98,8 +108,7 @@ async def serve_worker_parts(kind: str, parts: WorkerParts, settings: Settings, 
         if broker is not None:
             readiness.add("broker", broker.healthy)
             handler = await handler_parts.enter_async_context(parts(WorkerContext(settings, engine, metrics, broker)))
-            # Every event type: the handler chooses what it needs (None = no filter on the consumer).
-            worker = Worker(kind, None, handler, broker, engine, metrics=metrics)
+            worker = Worker(kind, types, handler, broker, engine, metrics=metrics)
             await worker.start()
         started.set()
         log.info("worker_ready", kind=kind, health=f"http://{settings.worker_host}:{settings.worker_port}")

@@ -1,7 +1,8 @@
 """Event handlers of the delivery worker: fan-out of conversation events to live connections as
 realtime frames, receipts to senders, offline notifications (docs/realtime.md).
 
-The worker runtime calls the handler that build_handler() returns with each batch. Every event is
+The worker runtime calls the handler that build_handler() returns with each batch of the
+conversation events (fanout.CONVERSATION_TYPES; the broker filters the rest). Every event is
 counted (`ledgerline_worker_events_seen_total{kind="delivery"}` on /metrics); the fan-out
 (services/delivery/fanout.py) applies the conversation events to the delivery view and publishes.
 """

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from services.common.lifecycle import run_service
 from services.common.worker_service import WorkerContext, serve_worker_parts
+from services.delivery.fanout import CONVERSATION_TYPES
 from services.delivery.handlers import KIND, build_handler
 from services.delivery.service import DeliveryRealtime
 from shared.broker.consume import Handler
@@ -25,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    await serve_worker_parts(KIND, delivery_parts, settings, stop)
+    await serve_worker_parts(KIND, delivery_parts, settings, stop, CONVERSATION_TYPES)
 
 
 @asynccontextmanager

@@ -1,12 +1,13 @@
 """Event handlers of the tickets worker: the ticket lifecycle, assignment and SLA timers.
 
-The worker runtime calls the handler with each batch of every event type. What matters here:
+The worker runtime calls the handler with each batch of the types in TYPES (the broker filters the
+rest: Read and Delivered alone are as many as the messages). What matters here:
 - UserSeen / UserProfileChanged: agents and supervisors (tk_agents, from token claims);
 - AgentAvailabilityChanged: an agent's explicit availability;
 - MessageSent: a message in a support conversation opens, continues or reopens a ticket;
 - any Ticket* event: the ticket is reconciled once per batch (clocks, row, timers, assignment);
   TicketAssigned also has the agent join the support conversation.
-Everything else is counted and acknowledged. An event this worker cannot use (a payload without the
+Anything else that arrives is counted and acknowledged. An event this worker cannot use (a payload without the
 fields it needs) is logged and skipped: one bad event never stops the worker.
 """
 
@@ -17,6 +18,7 @@ from services.tickets.desk import Desk
 from services.tickets.rows import TicketRow
 from shared.broker.consume import Handler
 from shared.events.envelope import RecordedEvent
+from shared.events.registry import registry
 from shared.logging import get_logger
 from shared.metrics import MetricsRegistry
 
@@ -24,6 +26,9 @@ log = get_logger(__name__)
 
 KIND = "tickets"
 CLAIMS = frozenset({"UserSeen", "UserProfileChanged"})
+TYPES = frozenset(
+    {*CLAIMS, "AgentAvailabilityChanged", "MessageSent", *(t for t in registry.types() if t.startswith("Ticket"))}
+)
 
 
 def tickets_handler(desk: Desk, metrics: MetricsRegistry) -> Handler:

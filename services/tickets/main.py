@@ -20,7 +20,7 @@ from services.common.lifecycle import run_service
 from services.common.worker_service import WorkerContext, serve_worker
 from services.tickets.desk import Desk, DeskSettings
 from services.tickets.domain.sla import load_sla_policy
-from services.tickets.handlers import KIND, tickets_handler
+from services.tickets.handlers import KIND, TYPES, tickets_handler
 from services.tickets.realtime import AgentPresence, TicketFrames
 from services.tickets.timers import TimerLoop
 from shared.broker.consume import Handler
@@ -93,7 +93,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     broker = await connect_configured_broker(settings, KIND)
     service = TicketsService(settings, broker)
     try:
-        await serve_worker(KIND, service.handler, settings, stop)
+        await serve_worker(KIND, service.handler, settings, stop, TYPES)
     finally:
         await service.close()
         if broker is not None:

@@ -20,6 +20,7 @@ import websockets
 from chat_support import FAST, PARTITIONS, SECRET, token
 from conftest import RABBIT_URL, pg_database, require_server, unique_suffix
 
+from services.delivery.fanout import CONVERSATION_TYPES
 from services.delivery.handlers import KIND as DELIVERY
 from services.delivery.handlers import delivery_handler
 from services.delivery.notifiers.dispatch import DispatchPolicy
@@ -164,7 +165,8 @@ async def realtime_stack(
                 await realtime.start()
                 stack.push_async_callback(realtime.close)
                 handler = delivery_handler(realtime, engine, PARTITIONS, metrics)
-            await stack.enter_async_context(Worker(kind, None, handler, broker, engine, metrics=metrics, options=FAST))
+            types = None if kind == PROJECTIONS else CONVERSATION_TYPES  # as `ledgerline delivery` consumes
+            await stack.enter_async_context(Worker(kind, types, handler, broker, engine, metrics=metrics, options=FAST))
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30))
         try:
             yield RealtimeStack(ports, http, settings, apps, servers, url, namespace)

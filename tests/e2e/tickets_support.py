@@ -31,6 +31,7 @@ from services.gateway.app import create_app
 from services.projections.handlers import KIND as PROJECTIONS
 from services.projections.handlers import projections_handler
 from services.tickets.handlers import KIND as TICKETS
+from services.tickets.handlers import TYPES as TICKET_TYPES
 from services.tickets.main import TicketsService
 from shared.broker.factory import connect_broker
 from shared.broker.port import ConsumingBroker
@@ -196,7 +197,7 @@ class Desk:
         service = TicketsService(self.settings, broker)
         handler = service.handler(WorkerContext(self.settings, engine, metrics))
         try:
-            async with Worker(TICKETS, None, handler, broker, engine, metrics=metrics, options=FAST):
+            async with Worker(TICKETS, TICKET_TYPES, handler, broker, engine, metrics=metrics, options=FAST):
                 yield service
         finally:
             await service.close()

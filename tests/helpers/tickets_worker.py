@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from services.common.worker_service import WorkerContext  # noqa: E402  (after the sys.path fix above)
-from services.tickets.handlers import KIND  # noqa: E402  (after the sys.path fix above)
+from services.tickets.handlers import KIND, TYPES  # noqa: E402  (after the sys.path fix above)
 from services.tickets.main import TicketsService  # noqa: E402  (after the sys.path fix above)
 from shared.broker.factory import connect_broker  # noqa: E402  (after the sys.path fix above)
 from shared.broker.runtime import RetryPolicy, Worker, WorkerOptions  # noqa: E402  (after the sys.path fix above)
@@ -57,7 +57,7 @@ async def main(args: argparse.Namespace) -> None:
     handler = service.handler(WorkerContext(settings, engine, metrics))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with Worker(KIND, None, handler, broker, engine, metrics=metrics, options=OPTIONS):
+    async with Worker(KIND, TYPES, handler, broker, engine, metrics=metrics, options=OPTIONS):
         print("worker ready", flush=True)
         await stop.wait()
     await service.close()
