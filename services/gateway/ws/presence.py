@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.delivery.presence import HEARTBEAT_SECONDS, Heartbeat, PresenceTable, Status
@@ -29,6 +29,15 @@ log = get_logger(__name__)
 AWAY_AFTER = 300.0
 SWEEP_SECONDS = 1.0
 _mb = TABLES.members
+_other = _mb.alias("other")
+# Built once (a per-call alias is a dozen objects in reference cycles for the collector): the users
+# who share an active conversation with :user.
+_CONTACTS = (
+    select(_other.c.user_id)
+    .distinct()
+    .select_from(_mb.join(_other, _other.c.conversation_id == _mb.c.conversation_id))
+    .where(and_(_mb.c.user_id == bindparam("user"), _mb.c.active.is_(True), _other.c.active.is_(True)))
+)
 
 SessionsOf = Callable[[str], set[Session]]
 
@@ -130,16 +139,9 @@ class GatewayPresence:
                 self._changed(user, "offline")
 
     async def _load_contacts(self, user: str) -> set[str]:
-        other = _mb.alias("other")
-        query = (
-            select(other.c.user_id)
-            .distinct()
-            .select_from(_mb.join(other, other.c.conversation_id == _mb.c.conversation_id))
-            .where(and_(_mb.c.user_id == user, _mb.c.active.is_(True), other.c.active.is_(True)))
-        )
         try:
             async with self._engine.connect() as conn:
-                return {r.user_id for r in await conn.execute(query)} - {user}
+                return {r.user_id for r in await conn.execute(_CONTACTS, {"user": user})} - {user}
         except Exception as e:
             log.warning("presence_contacts_failed", user=user, error=repr(e))
             return set()
