@@ -8,6 +8,7 @@ and on a server without atomic batches (the machine's NATS 2.9) the same calls s
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -59,22 +60,26 @@ def events(count: int, first_position: int = 1) -> list[RecordedEvent]:
 
 
 async def stored_positions(url: str, b: NatsBroker) -> list[int]:
-    """The events stream as a subscriber reads it from the start: positions in stream order."""
+    """The events stream as a subscriber reads it from the start: positions in stream order (all the
+    messages the stream holds, by its own count)."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
+        held = (await js.stream_info(b.names.stream)).state.messages
         sub = await js.pull_subscribe(
             f"{b.names.subject_prefix}.>",
             stream=b.names.stream,
             config=api.ConsumerConfig(ack_policy=api.AckPolicy.NONE, inactive_threshold=5.0),
         )
         out: list[int] = []
-        while True:
+        deadline = time.monotonic() + 20
+        while len(out) < held and time.monotonic() < deadline:
             try:
                 msgs = await sub.fetch(1000, timeout=1.0)
-            except nats.errors.TimeoutError:
-                return out
+            except TimeoutError:  # nats-py raises its own and asyncio's (a late end of an earlier pull)
+                continue
             out += [from_cloudevent_bytes(m.data).position for m in msgs]
+        return out
     finally:
         await nc.close()
 

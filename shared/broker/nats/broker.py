@@ -283,7 +283,7 @@ class NatsBroker:
         )
         try:
             msgs = await sub.fetch(limit, timeout=1.0)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py's, or asyncio's when the server's end of the pull came first
             msgs = []
         finally:
             await sub.unsubscribe()
