@@ -15,11 +15,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-SEND_ERRORS = (OSError, asyncio.IncompleteReadError, TimeoutError)  # with LeanHttpError: a send got no answer
-
 
 class LeanHttpError(Exception):
     pass
+
+
+# What a send that got no answer raises (OSError includes TimeoutError).
+SEND_ERRORS = (OSError, asyncio.IncompleteReadError, LeanHttpError)
 
 
 class _Connection:
@@ -51,27 +53,26 @@ class _Connection:
 
 
 class LeanPool:
-    """`size` keep-alive connections to one host; `post` waits for a free one."""
+    """`size` keep-alive connections to one host; `send` waits for a free one."""
 
     def __init__(self, url: str, size: int) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
-        self._host_header = parts.netloc.encode()
-        self._size = size
+        self._host_header = parts.netloc
         self._idle: asyncio.Queue[_Connection | None] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # a slot; connected on first use
 
     def request_bytes(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-        """The whole request; build it once per (path, headers) and reuse the prefix if you like."""
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header.decode()}", f"Content-Length: {len(body)}"]
+        """The whole request as bytes, to hand to `send` (also again, for a retry)."""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}", f"Content-Length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     async def send(self, request: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
         """(status, body). A connection that failed or timed out is dropped and its slot reconnects
-        next time. Raises OSError, asyncio.IncompleteReadError, TimeoutError or LeanHttpError."""
+        next time. Raises one of SEND_ERRORS."""
         conn = await self._idle.get()
         try:
             async with asyncio.timeout(timeout):

@@ -42,7 +42,7 @@ import jwt
 import psycopg
 import websockets
 
-from bench.lean_http import LeanHttpError, lean_pool
+from bench.lean_http import SEND_ERRORS, lean_pool
 from bench.service_procs import spawn, stop_all, until_ready
 from services.embedded.nats_server import EmbeddedNats
 from services.embedded.ports import free_port
@@ -223,11 +223,18 @@ async def settle(pid: int, idle_share: float = 0.05, limit: float = 300.0) -> fl
 
 # --- send-to-receive latency --------------------------------------------------------------------------
 
-RECORD_TO_PUBLISH = "ledgerline_delivery_commit_to_publish_seconds"
-EVENT_AGE = 'ledgerline_worker_event_age_seconds{kind="delivery"}'  # record time to delivery's receipt
-
-
-RELAY_BATCH = "ledgerline_relay_batch_seconds"  # the relay's publish of one page, sent to confirmed
+# The histograms along the hop, by key: (metric, its label selector or "").
+HOP_HISTOGRAMS = {
+    "relay": ("ledgerline_relay_batch_seconds", ""),  # the relay's publish of one page, sent to confirmed
+    "receipt": ("ledgerline_worker_event_age_seconds", '{kind="delivery"}'),  # record time to delivery's receipt
+    "publish": ("ledgerline_delivery_commit_to_publish_seconds", ""),  # record time to the frames' publication
+}
+# The exposition lines' starts: e.g. 'ledgerline_relay_batch_seconds_sum ' -> "relay_sum".
+_HOP_PREFIXES = [
+    (f"{metric}{suffix}{labels or ' '}", key + suffix)
+    for key, (metric, labels) in HOP_HISTOGRAMS.items()
+    for suffix in ("_sum", "_count")
+]
 
 
 async def delivery_timings(http: httpx.AsyncClient, s: Stack) -> dict[str, float]:
@@ -237,12 +244,9 @@ async def delivery_timings(http: httpx.AsyncClient, s: Stack) -> dict[str, float
     text = (await http.get(s.delivery_metrics)).text + "\n" + (await http.get(s.url + "/metrics")).text
     values: dict[str, float] = {}
     for line in text.splitlines():
-        for name, key in ((RECORD_TO_PUBLISH, "publish"), (EVENT_AGE, "receipt"), (RELAY_BATCH, "relay")):
-            metric, labels = name.partition("{")[::2]
-            for suffix in ("_sum", "_count"):
-                prefix = metric + suffix + ("{" + labels if labels else " ")
-                if line.startswith(prefix):
-                    values[key + suffix] = float(line.split()[-1])
+        for prefix, key in _HOP_PREFIXES:
+            if line.startswith(prefix):
+                values[key] = float(line.split()[-1])
     return values
 
 
@@ -294,7 +298,7 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
                 return
             try:
                 status, _ = await pool.send(request)  # bench/lean_http.py: the client must not be the limit
-            except (OSError, asyncio.IncompleteReadError, LeanHttpError):
+            except SEND_ERRORS:
                 errors += 1
                 return
         if status == 201:

@@ -26,7 +26,7 @@ import httpx
 import jwt
 import websockets
 
-from bench.lean_http import SEND_ERRORS, LeanHttpError, LeanPool
+from bench.lean_http import SEND_ERRORS, LeanPool
 
 IN_FLIGHT = 128  # POSTs outstanding, over SHARDS lean pools (bench/lean_http.py)
 LATE_SECONDS = 2.0
@@ -168,7 +168,7 @@ class Generator:
                 status, _answer = await pool.send(request, timeout=HTTP_TIMEOUT)
             except TimeoutError:
                 cause = "http_timeout"
-            except (*SEND_ERRORS, LeanHttpError) as e:  # e.g. a keep-alive connection the server closed
+            except SEND_ERRORS as e:  # e.g. a keep-alive connection the server closed
                 cause = f"http_{type(e).__name__}"
             else:
                 if status not in RETRIED or _ == ATTEMPTS - 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, select, text
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.projections import search as fts
@@ -45,7 +45,7 @@ __all__ = [
 _c, _mb, _m, _u = TABLES.conversations, TABLES.members, TABLES.messages, TABLES.users
 
 
-def _mine(user_id: str) -> ColumnElement[bool]:
+def _mine(user_id: str | BindParameter[str]) -> ColumnElement[bool]:
     return and_(_mb.c.user_id == user_id, _mb.c.active.is_(True))
 
 
@@ -61,7 +61,7 @@ def _conversations_query() -> Select[Any]:
         )
         .select_from(_mb.join(_c, _c.c.conversation_id == _mb.c.conversation_id))
         .outerjoin(last, and_(last.c.conversation_id == _c.c.conversation_id, last.c.seq == _c.c.last_seq))
-        .where(_mb.c.user_id == bindparam("user_id"), _mb.c.active.is_(True))
+        .where(_mine(bindparam("user_id")))
         .order_by(_c.c.updated_at.desc(), _c.c.conversation_id)
     )
 

@@ -171,15 +171,9 @@ class NatsBroker:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT + len(batch) / 1000):
                 for n, e in enumerate(batch):
-                    p = partition_of(e.stream_id, self._partitions)
-                    subject = self.names.event_subject(e.type, p)
-                    body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
-                    headers = {
-                        "Nats-Msg-Id": str(e.event_id),
-                        "Content-Type": CONTENT_TYPE,
-                        "Nats-Batch-Id": batch_id,
-                        "Nats-Batch-Sequence": str(n + 1),
-                    }
+                    subject, body, headers = self._message(e)
+                    headers["Nats-Batch-Id"] = batch_id
+                    headers["Nats-Batch-Sequence"] = str(n + 1)
                     if n == 0 and self._last_seq is not None:
                         headers[ATOMIC_EXPECTED_LAST_SEQUENCE] = str(self._last_seq)
                     if n < last:
@@ -206,6 +200,12 @@ class NatsBroker:
             raise PublishFailed(str(batch[0].event_id), self.names.stream, reason, offset, total)
         return int(answer["seq"])
 
+    def _message(self, e: RecordedEvent) -> tuple[str, bytes, dict[str, str]]:
+        """Subject, CloudEvents body and the headers every event carries, on either publish path."""
+        p = partition_of(e.stream_id, self._partitions)
+        body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
+        return self.names.event_subject(e.type, p), body, {"Nats-Msg-Id": str(e.event_id), "Content-Type": CONTENT_TYPE}
+
     async def _send(self, events: Sequence[RecordedEvent]) -> list[_Pending]:
         pending: list[_Pending] = []
         # One timer for the whole send loop (a full window waits for acks); assumes >= 1,000 events/s.
@@ -213,14 +213,10 @@ class NatsBroker:
         try:
             async with asyncio.timeout(budget):
                 for e in events:
-                    p = partition_of(e.stream_id, self._partitions)
-                    subject = self.names.event_subject(e.type, p)
-                    body = to_cloudevent_bytes(e, self._source, self._partitions, partition=p)
-                    event_id = str(e.event_id)
-                    headers = {"Nats-Msg-Id": event_id, "Content-Type": CONTENT_TYPE}
+                    subject, body, headers = self._message(e)
                     if self._last_sent is not None and self._last_sent[0] == e.position - 1:
                         headers[EXPECTED_LAST_MSG_ID] = self._last_sent[1]
-                    self._last_sent = (e.position, event_id)
+                    self._last_sent = (e.position, headers["Nats-Msg-Id"])
                     # No wait_stall: nats-py would wrap every window wait in asyncio.wait_for (a task
                     # per event, measured at a third of the rate); the timer above bounds the loop.
                     future = await self._js.publish_async(subject, body, headers=headers)
