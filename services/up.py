@@ -14,13 +14,13 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
 from services.common.lifecycle import quiet_library_loggers
 from services.embedded import demo
 from services.embedded.nats_server import EmbeddedNats, NatsServerError
-from services.embedded.ports import port_is_free
 from services.embedded.stack import (
     CHILD_KILL_AFTER,
     NATS_KILL_AFTER,
@@ -64,14 +64,12 @@ async def _up(settings: Settings, *, demo: bool = False) -> int:
         loop.add_signal_handler(sig, stop.set)
     lock = lock_data_dir(settings.data_dir.resolve())
     try:
-        if not port_is_free(settings.gateway_host, settings.gateway_port):
-            raise StackError(
-                f"port {settings.gateway_port} on {settings.gateway_host} is in use: choose another with "
-                f"--port PORT (or {ENV_PREFIX}GATEWAY_PORT)"
-            )
         plan = plan_stack(settings)
-        await _migrate(plan.database_url)
-        return await _run_stack(plan, settings.broker_url, stop, demo=demo)
+        try:
+            await _migrate(plan.database_url)
+            return await _run_stack(plan, settings.broker_url, stop, demo=demo)
+        finally:
+            plan.close()
     finally:
         lock.close()
 
@@ -148,7 +146,8 @@ async def _wait_until_ready(plan: StackPlan, supervisor: Supervisor, stop: async
                     pending.discard(name)
                     log.info("service_ready", child=name, pid=supervisor.pid(name))
                 elif supervisor.restarts(name) >= CRASH_LOOP_RESTARTS:
-                    _say(f"{name} keeps crashing; see {plan.log_dir / (name + '.log')}")
+                    log_path = plan.log_dir / (name + ".log")
+                    _say(f"{name} keeps crashing; see {log_path}; its last lines:\n{_tail(log_path)}")
                     return False
             if time.monotonic() > deadline:
                 for name in sorted(pending):
@@ -196,6 +195,15 @@ async def _seed_demo(plan: StackPlan) -> None:
         _say(f"--demo: seeding failed ({e}); the stack keeps running without demo data")
         return
     print(demo.describe(tokens, plan.gateway_url), flush=True)
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    """The end of a child's log, to show why it crashed without sending the operator to the file."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"  (cannot read it: {e.strerror})"
+    return "\n".join("  " + line for line in text.rstrip().splitlines()[-lines:])
 
 
 def _say(message: str) -> None:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8080, ge=0, le=65535, description="Gateway listen port")
     worker_host: str = Field("127.0.0.1", description="Listen address of a worker's /healthz, /readyz, /metrics")
     worker_port: int = Field(9100, ge=0, le=65535, description="Port of a worker's /healthz, /readyz, /metrics")
+    listen_fd: int | None = Field(
+        None,
+        ge=3,
+        description="A listening socket inherited from the parent process (`ledgerline up` sets it): the service"
+        " serves on it instead of binding its host and port; default none: it binds them itself",
+    )
     shutdown_timeout: float = Field(10.0, gt=0, description="Seconds a service may take to stop on SIGTERM")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_format: Literal["json", "console"] = Field("json", description="Log line format")

@@ -21,7 +21,7 @@ import uvicorn
 
 from services.common.database import prepare_database
 from shared import heap
-from shared.config import Settings, load_settings
+from shared.config import ENV_PREFIX, Settings, load_settings
 from shared.errors import ConfigError
 from shared.logging import configure_logging, get_logger
 
@@ -126,13 +126,30 @@ class HttpStartupFailed(RuntimeError):
     """The ASGI app's lifespan start-up failed (its error is logged just before)."""
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, inherited_fd: int | None = None) -> socket.socket:
     """Bind the listening socket ourselves, so that a busy port is an OSError naming host and port
-    here, instead of uvicorn's sys.exit(1) inside the event loop."""
+    here, instead of uvicorn's sys.exit(1) inside the event loop.
+
+    `inherited_fd` (LEDGERLINE_LISTEN_FD): a socket the parent bound and keeps open (`ledgerline up`),
+    served as it is. The parent holding it means no other process can take the port between the
+    parent choosing it and the child starting, nor while a crashed child is being restarted."""
+    if inherited_fd is not None:
+        return _inherited_socket(inherited_fd)
     try:
         return socket.create_server((host, port), reuse_port=False)
     except OSError as e:
         raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+
+
+def _inherited_socket(fd: int) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as e:
+        raise ConfigError([f"{ENV_PREFIX}LISTEN_FD={fd}: not an open socket ({e.strerror})"]) from e
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()  # not ours to close
+        raise ConfigError([f"{ENV_PREFIX}LISTEN_FD={fd}: not a listening TCP socket"])
+    return sock
 
 
 async def serve_http(

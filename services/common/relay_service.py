@@ -59,7 +59,7 @@ async def serve_relay(settings: Settings, stop: asyncio.Event) -> None:
     engine = open_engine(url, pool_size=4)
     store = SqlEventStore(engine)
     readiness.add("database", DatabaseProbe(engine))
-    sock = listen(settings.worker_host, settings.worker_port)
+    sock = listen(settings.worker_host, settings.worker_port, settings.listen_fd)
     http_stop = asyncio.Event()
     http = asyncio.create_task(serve_http(create_health_app(readiness, metrics), sock, http_stop, grace=1))
     broker = None

@@ -95,7 +95,7 @@ async def serve_worker_parts(
     started = asyncio.Event()
     readiness.add("database", DatabaseProbe(engine))
     readiness.add("worker", _is_set(started))
-    sock = listen(settings.worker_host, settings.worker_port)
+    sock = listen(settings.worker_host, settings.worker_port, settings.listen_fd)
     http_stop = asyncio.Event()
     http = asyncio.create_task(serve_http(create_health_app(readiness, metrics), sock, http_stop, grace=1))
     broker = worker = None

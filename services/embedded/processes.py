@@ -43,8 +43,11 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     return preexec
 
 
-async def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> asyncio.subprocess.Process:
-    """Start `argv` in its own process group, stdout and stderr appended to `log_path`."""
+async def spawn(
+    argv: Sequence[str], env: Mapping[str, str], log_path: Path, pass_fds: Sequence[int] = ()
+) -> asyncio.subprocess.Process:
+    """Start `argv` in its own process group, stdout and stderr appended to `log_path`; `pass_fds`
+    stay open in the child under the same numbers."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         return await asyncio.create_subprocess_exec(
@@ -54,6 +57,7 @@ async def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> 
             stderr=asyncio.subprocess.STDOUT,
             env=dict(env),
             process_group=0,
+            pass_fds=tuple(pass_fds),
             preexec_fn=_die_with_parent(os.getpid()),
         )
 

@@ -5,9 +5,11 @@ Pure set-up (paths, ports, secrets, child environments); running it is services.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
-from services.embedded.ports import free_port, local_address
+from services.common.lifecycle import listen
+from services.embedded.ports import local_address
 from services.embedded.supervisor import ChildSpec
 from shared.config import ENV_PREFIX, Settings
 from shared.errors import LedgerlineError
@@ -39,14 +42,27 @@ class StackError(LedgerlineError):
 
 @dataclass(frozen=True, slots=True)
 class StackPlan:
+    """`sockets`: each service's listening socket, bound here and held by `up` for the stack's life.
+    A child serves on the one it inherits (LEDGERLINE_LISTEN_FD), so no other process can take its
+    port between planning and starting, nor while a crashed child restarts (a port chosen but left
+    unbound once went to another process in CI, and projections crash-looped on it)."""
+
     data_dir: Path
     log_dir: Path
     database_url: str
     jwt_secret: str | None
     gateway_host: str
     gateway_port: int
-    worker_ports: Mapping[str, int]
+    sockets: Mapping[str, socket.socket]
     shutdown_timeout: float
+
+    @property
+    def worker_ports(self) -> Mapping[str, int]:
+        return {name: self.sockets[name].getsockname()[1] for name in WORKERS}
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
 
     @property
     def gateway_url(self) -> str:
@@ -59,17 +75,38 @@ class StackPlan:
 
 
 def plan_stack(settings: Settings) -> StackPlan:
+    """The plan, with every service's socket bound; the caller closes them (StackPlan.close)."""
     data_dir = settings.data_dir.resolve()
+    jwt_secret = None if settings.jwt_public_key_file else settings.jwt_secret or ensure_jwt_secret(data_dir)
+    sockets = {"gateway": _gateway_socket(settings.gateway_host, settings.gateway_port)}
+    try:
+        for name in WORKERS:
+            sockets[name] = listen("127.0.0.1", 0)
+    except OSError:
+        for sock in sockets.values():
+            sock.close()
+        raise
     return StackPlan(
         data_dir=data_dir,
         log_dir=data_dir / "logs",
         database_url=settings.resolved_database_url,
-        jwt_secret=None if settings.jwt_public_key_file else settings.jwt_secret or ensure_jwt_secret(data_dir),
+        jwt_secret=jwt_secret,
         gateway_host=settings.gateway_host,
-        gateway_port=settings.gateway_port,
-        worker_ports={name: free_port() for name in WORKERS},
+        gateway_port=sockets["gateway"].getsockname()[1],
+        sockets=sockets,
         shutdown_timeout=min(settings.shutdown_timeout, CHILD_SHUTDOWN_TIMEOUT),
     )
+
+
+def _gateway_socket(host: str, port: int) -> socket.socket:
+    try:
+        return listen(host, port)
+    except OSError as e:
+        raise StackError(
+            f"port {port} on {host} is in use: choose another with --port PORT (or {ENV_PREFIX}GATEWAY_PORT)"
+            if e.errno == errno.EADDRINUSE
+            else f"cannot listen on {host}:{port}: {e.strerror}"
+        ) from None
 
 
 def ensure_jwt_secret(data_dir: Path) -> str:
@@ -120,15 +157,15 @@ def child_specs(plan: StackPlan, broker_url: str, environ: Mapping[str, str]) ->
     }
     if plan.jwt_secret is not None:
         common[f"{ENV_PREFIX}JWT_SECRET"] = plan.jwt_secret
-    return [
-        ChildSpec(
-            name=name,
-            argv=[sys.executable, "-m", "services.cli", name],
-            env=common if name == "gateway" else {**common, f"{ENV_PREFIX}WORKER_PORT": str(plan.worker_ports[name])},
-            log_path=plan.log_dir / f"{name}.log",
-        )
-        for name in SERVICES
-    ]
+    specs = []
+    for name in SERVICES:
+        fd = plan.sockets[name].fileno()
+        env = {**common, f"{ENV_PREFIX}LISTEN_FD": str(fd)}
+        if name != "gateway":
+            env[f"{ENV_PREFIX}WORKER_PORT"] = str(plan.worker_ports[name])  # named in its logs
+        argv = [sys.executable, "-m", "services.cli", name]
+        specs.append(ChildSpec(name, argv, env, plan.log_dir / f"{name}.log", pass_fds=(fd,)))
+    return specs
 
 
 def redact(url: str) -> str:

@@ -28,6 +28,8 @@ class ChildSpec:
     argv: Sequence[str]
     env: Mapping[str, str]
     log_path: Path
+    pass_fds: Sequence[int] = ()
+    """Descriptors the child inherits under the same numbers (its listening socket)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ class Supervisor:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("a") as out:
             out.write(f"\n=== ledgerline up: starting {spec.name} at {datetime.now(UTC).isoformat()} ===\n")
-        proc = await spawn(spec.argv, spec.env, spec.log_path)
+        proc = await spawn(spec.argv, spec.env, spec.log_path, spec.pass_fds)
         log.info("child_started", child=spec.name, pid=proc.pid, log_file=str(spec.log_path))
         return proc
 

@@ -18,7 +18,7 @@ REQUEST_GRACE_SHARE = 0.6
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     app = create_app(settings)
-    sock = listen(settings.gateway_host, settings.gateway_port)
+    sock = listen(settings.gateway_host, settings.gateway_port, settings.listen_fd)
     log.info("gateway_listening", url=f"http://{settings.gateway_host}:{settings.gateway_port}")
     try:
         await serve_http(

@@ -5,6 +5,7 @@ Every wait is bounded; whatever a failed test leaves running is killed by pid at
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -155,6 +156,11 @@ def test_up_prints_where_everything_is_and_every_service_is_healthy_and_ready(st
 def test_a_service_killed_with_sigkill_is_restarted_and_ctrl_c_stops_everything(stack: Stack) -> None:
     killed = stack.child_pids()["delivery"][-1]
     os.kill(killed, signal.SIGKILL)
+    # `up` holds every service's socket: while delivery is down, no other process can take its port.
+    port = int(stack.urls["delivery"].rsplit(":", 1)[1])
+    with pytest.raises(OSError) as taken, socket.create_server(("127.0.0.1", port)):
+        pass
+    assert taken.value.errno == errno.EADDRINUSE
     exited = wait_for(
         lambda: [r for r in stack.log_events("child_exited") if r["pid"] == killed],
         10,
