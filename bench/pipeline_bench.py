@@ -164,18 +164,26 @@ async def relay_finished(relay: Relay, total: int) -> float:
     return time.time()
 
 
+BROKERS = ("nats", "rabbitmq")
+
+
 async def run(events: int = 20_000, nats_url: str = EMBEDDED,
-              amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> dict[str, Any]:  # fmt: skip
+              amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/",
+              brokers: tuple[str, ...] = BROKERS) -> dict[str, Any]:  # fmt: skip
+    if "nats" not in brokers:
+        return await _run(events, "", amqp_url, brokers)
     async with nats_server(nats_url) as url:
-        return await _run(events, url, amqp_url)
+        return await _run(events, url, amqp_url, brokers)
 
 
-async def _run(events: int, nats_url: str, amqp_url: str) -> dict[str, Any]:
+async def _run(events: int, nats_url: str, amqp_url: str, brokers: tuple[str, ...]) -> dict[str, Any]:
     body = to_cloudevent_bytes(make_events(1)[0], "ledgerline/bench")
     progress(f"pipeline bench: {events:,} events, {len(body)} bytes of CloudEvents each")
     result: dict[str, Any] = {"events": events, "body_bytes": len(body)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, url, raw in (("nats", nats_url, raw_nats), ("rabbitmq", amqp_url, raw_rabbit)):
+            if name not in brokers:
+                continue
             progress(f"{name}: raw client publish, window 256")
             raw_rate = await raw(url, events, body)
             progress(f"  raw: {raw_rate:,.0f}/s; pipeline append -> relay -> {name} -> worker")
@@ -205,13 +213,15 @@ def main() -> None:
     parser.add_argument("--nats", default=EMBEDDED, help="a NATS URL, or 'embedded' (durable, the default)")
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--no-uvloop", action="store_true", help="the default asyncio loop instead of uvloop")
+    parser.add_argument("--only", choices=BROKERS, help="run one broker's part only")
     args = parser.parse_args()
     global CHILD_LOOP
     CHILD_LOOP = "asyncio" if args.no_uvloop else "uvloop"
-    result = run_loop(run(args.events, args.nats, args.amqp), not args.no_uvloop)
+    brokers = (args.only,) if args.only else BROKERS
+    result = run_loop(run(args.events, args.nats, args.amqp, brokers), not args.no_uvloop)
     print()
     print(f"{'broker':10} {'mode':8} {'raw pub/s':>10} {'e2e/s':>8} {'ratio':>6} {'relay pub/s':>12} {'append/s':>9}")
-    for name in ("nats", "rabbitmq"):
+    for name in brokers:
         for mode in ("live", "backlog"):
             r, raw = result[name][mode], result[name]["raw_publish_per_s"]
             print(f"{name:10} {mode:8} {raw:>10,} {r['end_to_end_per_s']:>8,} {r['end_to_end_ratio_to_raw']:>6} "
