@@ -1,6 +1,9 @@
-"""RabbitMQ event publishing (frames written in chunks, confirms tracked per delivery tag) against the
-machine's real RabbitMQ: every event arrives once, in order, with its properties; a lost connection or
-a missing exchange is a PublishFailed naming an event, never a hang or a cancelled caller.
+"""RabbitMQ's event flow against the machine's real RabbitMQ.
+
+Publishing (frames written in chunks, confirms tracked per delivery tag): every event arrives once,
+in order, with its properties; a lost connection or a missing exchange is a PublishFailed naming an
+event, never a hang or a cancelled caller. Consuming: a worker whose connection is cut mid-flow
+consumes again once it is back, and every event is applied once, in stream order.
 """
 
 from __future__ import annotations
@@ -11,7 +14,16 @@ import aio_pika
 import pytest
 from conftest import unique_suffix
 from helpers.tcp_proxy import TcpProxy
-from test_broker_contract import make_events
+from sqlalchemy.ext.asyncio import AsyncEngine
+from test_broker_contract import (  # noqa: F401  (engine: the fixture)
+    KINDS,
+    Recorder,
+    assert_in_stream_order,
+    engine,
+    eventually,
+    make_events,
+    worker,
+)
 
 from shared.broker.errors import PublishFailed
 from shared.broker.rabbit import RabbitBroker
@@ -106,3 +118,30 @@ async def test_a_connection_cut_mid_publish_is_a_publish_failure_then_it_recover
         finally:
             await broker.delete_topology()
             await broker.close()
+
+
+async def test_a_worker_cut_off_mid_flow_consumes_again_and_applies_every_event_once(
+    rabbit_url: str,
+    engine: AsyncEngine,  # noqa: F811  (the fixture imported above)
+) -> None:
+    namespace = f"t{unique_suffix()}"
+    publisher = await RabbitBroker.connect(rabbit_url, namespace=namespace)
+    recorder = Recorder()
+    async with TcpProxy("127.0.0.1", 5672) as proxy:
+        url = rabbit_url.replace("127.0.0.1:5672", proxy.address) + "?reconnect_interval=0.2"
+        consuming = await RabbitBroker.connect(url, namespace=namespace)
+        try:
+            async with worker("projections", None, recorder, "proj-a", consuming, engine):
+                events = make_events(streams=20, per_stream=100)
+                await publisher.publish_events(events[:1000])
+                await eventually(lambda: recorder.count() > 100, "the first events to be applied")
+                await proxy.cut()
+                await publisher.publish_events(events[1000:])  # queued while the worker is away
+                await asyncio.sleep(1.0)
+                await proxy.restore()
+                await eventually(lambda: recorder.count() == len(events), "every event after the cut", within=60)
+            assert_in_stream_order(recorder, events)
+        finally:
+            await consuming.close()
+            await publisher.delete_topology(KINDS)
+            await publisher.close()
