@@ -21,6 +21,7 @@ MODULES = (
     "broker_bench",
     "pipeline_bench",
     "chat_bench",
+    "projections_bench",
     "realtime_bench",
     "support_bench",
     "tickets_bench",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.projections import search
@@ -160,7 +160,9 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     await _membership(conn, t, list(ch.membership.values()))
     await _messages(conn, t, ch)
     await _last_message(conn, t, ch)
-    if ch.watermarks:
+    if ch.watermarks and conn.dialect.name == "postgresql":
+        await _pg_watermarks(conn, t, ch)
+    elif ch.watermarks:
         m = t.members
         stmt = (
             update(m)
@@ -242,7 +244,51 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
             await conn.execute(delete(table).where(where), ch.retracts)
 
 
+# PostgreSQL: each of these is one statement for the whole batch, its rows joined in from parallel
+# arrays, instead of one execution per conversation in the pipeline of an executemany (per row, the
+# pipeline's Python work was most of the cost: the projections worker's CPU at 1,700 msg/s).
+_PG_LAST = (
+    "UPDATE {conversations} AS c SET last_seq = k.s, last_message_at = k.at, updated_at = GREATEST(c.updated_at, k.at)"
+    " FROM unnest(CAST(:cs AS varchar[]), CAST(:ss AS integer[]), CAST(:ats AS timestamptz[])) AS k(c, s, at)"
+    " WHERE c.conversation_id = k.c AND c.last_seq < k.s"
+)
+_PG_PREVIEW = (
+    "UPDATE {conversations} AS c SET last_message_preview = (SELECT substr(m.text, 1, {chars}) FROM {messages} m"
+    " WHERE m.conversation_id = c.conversation_id AND m.seq = c.last_seq)"
+    " WHERE c.conversation_id = ANY(CAST(:cs AS varchar[]))"
+)
+_PG_WATERMARKS = (
+    "UPDATE {members} AS m SET delivered_seq = GREATEST(m.delivered_seq, k.d), read_seq = GREATEST(m.read_seq, k.r)"
+    " FROM unnest(CAST(:cs AS varchar[]), CAST(:us AS varchar[]), CAST(:ds AS integer[]), CAST(:rs AS integer[]))"
+    " AS k(c, u, d, r) WHERE m.conversation_id = k.c AND m.user_id = k.u"
+)
+
+
+async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
+    keys, marks = list(ch.watermarks), list(ch.watermarks.values())  # one entry per (conversation, user)
+    params = {
+        "cs": [c for c, _ in keys],
+        "us": [u for _, u in keys],
+        "ds": [d for d, _ in marks],
+        "rs": [r for _, r in marks],
+    }
+    await conn.execute(text(_PG_WATERMARKS.format(members=t.members.name)), params)
+
+
+async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
+    names = {"conversations": t.conversations.name, "messages": t.messages.name, "chars": PREVIEW_CHARS}
+    if ch.last:
+        last = list(ch.last.values())  # one entry per conversation
+        params = {"cs": [r["c"] for r in last], "ss": [r["s"] for r in last], "ats": [r["at"] for r in last]}
+        await conn.execute(text(_PG_LAST.format(**names)), params)
+    if ch.touched:
+        await conn.execute(text(_PG_PREVIEW.format(**names)), {"cs": sorted(ch.touched)})
+
+
 async def _last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
+    if conn.dialect.name == "postgresql":
+        await _pg_last_message(conn, t, ch)
+        return
     c = t.conversations.c
     if ch.last:
         at = bindparam("at", type_=c.updated_at.type)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.transaction_group import TransactionGroup
@@ -76,11 +76,21 @@ async def replay(
         await APPLIERS[projection](conn, tables, events)
 
 
-async def read_checkpoints(conn: AsyncConnection, projections: Sequence[str]) -> dict[tuple[str, int], int]:
-    cp = checkpoints.c
-    rows = await conn.execute(
-        select(cp.projection, cp.partition, cp.position).where(cp.projection.in_(list(projections)))
-    )
+_CHECKPOINTS = select(checkpoints.c.projection, checkpoints.c.partition, checkpoints.c.position).where(
+    checkpoints.c.projection.in_(bindparam("projections", expanding=True))
+)
+_CHECKPOINTS_OF = _CHECKPOINTS.where(checkpoints.c.partition.in_(bindparam("partitions", expanding=True)))
+
+
+async def read_checkpoints(
+    conn: AsyncConnection, projections: Sequence[str], partitions: Iterable[int] | None = None
+) -> dict[tuple[str, int], int]:
+    """Positions applied per (projection, partition); only `partitions` when given (a batch's: a
+    transaction of one event read all 16 partitions' rows of every projection before)."""
+    if partitions is None:
+        rows = await conn.execute(_CHECKPOINTS, {"projections": list(projections)})
+    else:
+        rows = await conn.execute(_CHECKPOINTS_OF, {"projections": list(projections), "partitions": sorted(partitions)})
     return {(r.projection, r.partition): r.position for r in rows}
 
 
@@ -125,7 +135,7 @@ class Projector:
 
     async def _apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         partition = {e.stream_id: partition_of(e.stream_id, self._partitions) for e in batch}
-        done = await read_checkpoints(conn, self._projections)
+        done = await read_checkpoints(conn, self._projections, set(partition.values()))
         advanced: list[dict[str, object]] = []
         for projection in self._projections:
             fresh = [e for e in batch if e.position > done.get((projection, partition[e.stream_id]), 0)]

@@ -60,26 +60,41 @@ async def reindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
         return
     await unindex(conn, t, keys)
     m = t.messages.name
-    pick = f"FROM {m} WHERE conversation_id = :c AND seq = :s AND NOT retracted AND text <> ''"
     if conn.dialect.name == "postgresql":
+        # One statement for the whole batch (the keys as two arrays), not one per message: run once
+        # per message in the pipeline it was ~12 % of the projections worker's CPU at 1,700 msg/s.
         sql = (
-            f"INSERT INTO {t.search} (position, conversation_id, seq, document) SELECT position, conversation_id, "
-            f"seq, to_tsvector('russian', text) || to_tsvector('english', text) {pick}"
+            f"INSERT INTO {t.search} (position, conversation_id, seq, document) SELECT m.position, m.conversation_id, "
+            f"m.seq, to_tsvector('russian', m.text) || to_tsvector('english', m.text) FROM {m} m {_PG_KEYS} "
+            "WHERE NOT m.retracted AND m.text <> ''"
         )
-    else:
-        sql = f"INSERT INTO {t.search} (rowid, text) SELECT position, text {pick}"
-    await conn.execute(text(sql), keys)
+        await conn.execute(text(sql), _pg_arrays(keys))
+        return
+    pick = f"FROM {m} WHERE conversation_id = :c AND seq = :s AND NOT retracted AND text <> ''"
+    await conn.execute(text(f"INSERT INTO {t.search} (rowid, text) SELECT position, text {pick}"), keys)
 
 
 async def unindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:
     if not keys:
         return
-    key = "position" if conn.dialect.name == "postgresql" else "rowid"
-    sql = (
-        f"DELETE FROM {t.search} WHERE {key} = "
-        f"(SELECT position FROM {t.messages.name} WHERE conversation_id = :c AND seq = :s)"
-    )
+    m = t.messages.name
+    if conn.dialect.name == "postgresql":
+        sql = f"DELETE FROM {t.search} WHERE position IN (SELECT m.position FROM {m} m {_PG_KEYS})"
+        await conn.execute(text(sql), _pg_arrays(keys))
+        return
+    sql = f"DELETE FROM {t.search} WHERE rowid = (SELECT position FROM {m} WHERE conversation_id = :c AND seq = :s)"
     await conn.execute(text(sql), keys)
+
+
+# The batch's (conversation, seq) keys joined in as rows of two parallel arrays.
+_PG_KEYS = (
+    "JOIN unnest(CAST(:cs AS varchar[]), CAST(:ss AS integer[])) AS k(c, s) ON m.conversation_id = k.c AND m.seq = k.s"
+)
+
+
+def _pg_arrays(keys: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    unique = list(dict.fromkeys((k["c"], k["s"]) for k in keys))  # one row per message, once
+    return {"cs": [c for c, _ in unique], "ss": [s for _, s in unique]}
 
 
 def stem_ru(word: str) -> str:
