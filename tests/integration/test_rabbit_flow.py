@@ -30,6 +30,20 @@ from shared.broker.rabbit import RabbitBroker
 from shared.broker.rabbit.broker import PUBLISH_WINDOW, SEND_CHUNK
 from shared.broker.rabbit.topology import declare_exchanges
 from shared.events.cloudevents import CONTENT_TYPE, from_cloudevent_bytes
+from shared.events.envelope import RecordedEvent
+
+
+async def until_published(broker: RabbitBroker, events: list[RecordedEvent], when: str, within: float = 20) -> None:
+    """Publish until it succeeds (the robust connection reopens the channel in the background)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            await asyncio.wait_for(broker.publish_events(events), 10)
+            return
+        except (PublishFailed, TimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"publishing did not recover {when}") from None
+            await asyncio.sleep(0.1)
 
 
 async def test_a_large_batch_arrives_once_in_order_with_its_properties(rabbit_url: str) -> None:
@@ -74,22 +88,9 @@ async def test_a_missing_exchange_fails_the_publish_and_the_next_one_works(rabbi
         with pytest.raises(PublishFailed) as failed:
             await asyncio.wait_for(broker.publish_events(events), 30)
         assert failed.value.total == len(events) and failed.value.event_id in {str(e.event_id) for e in events}
-
-        async def republished() -> bool:
-            try:
-                await broker.publish_events(events)
-            except PublishFailed:
-                return False
-            return True
-
         async with await aio_pika.connect(rabbit_url) as connection:
             await declare_exchanges(await connection.channel(), broker.names)
-        for _ in range(100):  # the robust channel reopens in the background
-            if await republished():
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("publishing did not recover once the exchange was back")
+        await until_published(broker, events, "once the exchange was back")  # the channel reopens by itself
     finally:
         await broker.delete_topology()
         await broker.close()
@@ -107,14 +108,7 @@ async def test_a_connection_cut_mid_publish_is_a_publish_failure_then_it_recover
             with pytest.raises(PublishFailed):
                 await asyncio.wait_for(publishing, 30)
             await proxy.restore()
-            for _ in range(150):
-                try:
-                    await asyncio.wait_for(broker.publish_events(events[:300]), 10)
-                    break
-                except (PublishFailed, TimeoutError):
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("publishing did not recover after the connection came back")
+            await until_published(broker, events[:300], "after the connection came back")
         finally:
             await broker.delete_topology()
             await broker.close()

@@ -79,6 +79,8 @@ class RabbitPartitionConsumer:
         self._names = names
         self._spec = spec
         self._buffer: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._consuming_on: aiormq.abc.AbstractChannel | None = None
+        self._consume_lock = asyncio.Lock()
         self._lag: int | None = None
         self._lag_read_at = 0.0
         # Delivery tags handed out by fetch and not yet acked or released, per channel (a recovered
@@ -90,8 +92,13 @@ class RabbitPartitionConsumer:
         self._channel.reopen_callbacks.add(self._consume_again)
 
     async def _consume(self) -> None:
-        underlay = await self._channel.get_underlay_channel()
-        await underlay.basic_consume(self._queue.name, self._received)
+        """basic.consume on the robust channel's current aiormq channel, once per channel."""
+        async with self._consume_lock:
+            underlay = await self._channel.get_underlay_channel()
+            if underlay is self._consuming_on:
+                return
+            await underlay.basic_consume(self._queue.name, self._received)
+            self._consuming_on = underlay
 
     async def _consume_again(self, *_: object) -> None:
         # Deliveries still buffered from the closed channel went back to the queue with it; their
@@ -102,13 +109,29 @@ class RabbitPartitionConsumer:
         try:
             await self._consume()
         except Exception as err:  # aio-pika gathers reopen callbacks with return_exceptions: say it here
-            log.error("rabbit_consume_failed", queue=self._queue.name, error=repr(err))
+            log.warning("rabbit_consume_failed", queue=self._queue.name, error=repr(err))
             raise
+
+    async def _still_consuming(self, wait: float) -> bool:
+        """The safety net behind the reopen callback: consume on a reopened channel the callback
+        missed (a reopen that failed half-way and was completed by another path). False while
+        the channel is not back yet."""
+        consuming_on = self._consuming_on
+        if consuming_on is not None and not consuming_on.is_closed:
+            return True
+        try:
+            async with asyncio.timeout(wait):
+                await self._consume_again()
+        except (TimeoutError, aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
+            return False
+        return self._consuming_on is not None and not self._consuming_on.is_closed
 
     async def _received(self, msg: DeliveredMessage) -> None:
         self._buffer.put_nowait(msg)
 
     async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
+        if not await self._still_consuming(wait):
+            return []
         try:
             async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel (Python 3.11)
                 first = await self._buffer.get()
