@@ -1,6 +1,6 @@
 """What `ledgerline up` starts and with which settings: the plan of the embedded stack.
 
-Pure set-up (paths, ports, secrets, child environments); running it is services.up's job.
+Set-up (paths, the services' listening sockets, secrets, child environments); running it is services.up's job.
 """
 
 from __future__ import annotations
