@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
 
 from services.projections import search
 from services.projections.sql import greatest, insert
@@ -224,7 +226,7 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
     keys = [{"c": r["conversation_id"], "s": r["seq"]} for r in ch.sent]
     if ch.sent:
         await conn.execute(insert(conn, t.messages).on_conflict_do_nothing(), ch.sent)
-        await search.reindex(conn, t, keys)
+        await search.index_sent(conn, t, keys)
     if ch.files:
         await conn.execute(insert(conn, t.message_files).on_conflict_do_nothing(), ch.files)
     if ch.links:
@@ -248,20 +250,29 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
 # arrays, instead of one execution per conversation in the pipeline of an executemany (per row, the
 # pipeline's Python work was most of the cost: the projections worker's CPU at 1,700 msg/s).
 _PG_LAST = (
-    "UPDATE {conversations} AS c SET last_seq = k.s, last_message_at = k.at, updated_at = GREATEST(c.updated_at, k.at)"
+    # The conversations a batch touched: the last message moves on where the batch sent a later one
+    # (k.s, else 0), and the preview is read again from the message at the (new) last seq, which an
+    # edit or retraction in the batch may have changed. PostgreSQL's SET expressions all see the
+    # row as it was, so c.last_seq below is the old one.
+    "UPDATE {conversations} AS c SET last_seq = GREATEST(c.last_seq, k.s),"
+    " last_message_at = CASE WHEN k.s > c.last_seq THEN k.at ELSE c.last_message_at END,"
+    " updated_at = CASE WHEN k.s > c.last_seq THEN GREATEST(c.updated_at, k.at) ELSE c.updated_at END,"
+    " last_message_preview = (SELECT substr(m.text, 1, {chars}) FROM {messages} m"
+    " WHERE m.conversation_id = c.conversation_id AND m.seq = GREATEST(c.last_seq, k.s))"
     " FROM unnest(CAST(:cs AS varchar[]), CAST(:ss AS integer[]), CAST(:ats AS timestamptz[])) AS k(c, s, at)"
-    " WHERE c.conversation_id = k.c AND c.last_seq < k.s"
-)
-_PG_PREVIEW = (
-    "UPDATE {conversations} AS c SET last_message_preview = (SELECT substr(m.text, 1, {chars}) FROM {messages} m"
-    " WHERE m.conversation_id = c.conversation_id AND m.seq = c.last_seq)"
-    " WHERE c.conversation_id = ANY(CAST(:cs AS varchar[]))"
+    " WHERE c.conversation_id = k.c"
 )
 _PG_WATERMARKS = (
     "UPDATE {members} AS m SET delivered_seq = GREATEST(m.delivered_seq, k.d), read_seq = GREATEST(m.read_seq, k.r)"
     " FROM unnest(CAST(:cs AS varchar[]), CAST(:us AS varchar[]), CAST(:ds AS integer[]), CAST(:rs AS integer[]))"
     " AS k(c, u, d, r) WHERE m.conversation_id = k.c AND m.user_id = k.u"
 )
+
+
+@lru_cache(maxsize=64)
+def _pg_text(template: str, **names: object) -> TextClause:
+    """The statement for these tables, built once (text() parses its binds on every call)."""
+    return text(template.format(**names))
 
 
 async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
@@ -272,17 +283,21 @@ async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> 
         "ds": [d for d, _ in marks],
         "rs": [r for _, r in marks],
     }
-    await conn.execute(text(_PG_WATERMARKS.format(members=t.members.name)), params)
+    await conn.execute(_pg_text(_PG_WATERMARKS, members=t.members.name), params)
 
 
 async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
+    if not ch.touched:
+        return  # ch.last is within ch.touched
     names = {"conversations": t.conversations.name, "messages": t.messages.name, "chars": PREVIEW_CHARS}
-    if ch.last:
-        last = list(ch.last.values())  # one entry per conversation
-        params = {"cs": [r["c"] for r in last], "ss": [r["s"] for r in last], "ats": [r["at"] for r in last]}
-        await conn.execute(text(_PG_LAST.format(**names)), params)
-    if ch.touched:
-        await conn.execute(text(_PG_PREVIEW.format(**names)), {"cs": sorted(ch.touched)})
+    touched = sorted(ch.touched)
+    last = [ch.last.get(c) for c in touched]
+    params = {
+        "cs": touched,
+        "ss": [r["s"] if r else 0 for r in last],
+        "ats": [r["at"] if r else None for r in last],
+    }
+    await conn.execute(_pg_text(_PG_LAST, **names), params)
 
 
 async def _last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:

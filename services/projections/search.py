@@ -74,6 +74,23 @@ async def reindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
     await conn.execute(text(f"INSERT INTO {t.search} (rowid, text) SELECT position, text {pick}"), keys)
 
 
+async def index_sent(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:
+    """The entries of messages just sent. On PostgreSQL one insert that leaves an existing entry
+    alone (a redelivered MessageSent: its entry already follows the row, as edits reindex); on
+    SQLite, whose FTS5 table has no such conflict clause, a reindex."""
+    if not keys:
+        return
+    if conn.dialect.name != "postgresql":
+        await reindex(conn, t, keys)
+        return
+    sql = (
+        f"INSERT INTO {t.search} (position, conversation_id, seq, document) SELECT m.position, m.conversation_id, "
+        f"m.seq, to_tsvector('russian', m.text) || to_tsvector('english', m.text) FROM {t.messages.name} m "
+        f"{_PG_KEYS} WHERE NOT m.retracted AND m.text <> '' ON CONFLICT (position) DO NOTHING"
+    )
+    await conn.execute(text(sql), _pg_arrays(keys))
+
+
 async def unindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:
     if not keys:
         return

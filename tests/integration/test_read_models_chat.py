@@ -61,6 +61,31 @@ async def test_group_of_fifty_counts_and_read_by_all(env: Env) -> None:
     assert page is not None and (page[0].status, page[0].delivered_count, page[0].read_count) == ("read", 49, 49)
 
 
+async def test_the_last_message_preview_follows_sends_and_edits_of_the_last_message_only(env: Env) -> None:
+    await env.start("p", "direct", ["alice", "bob"])
+    await env.send("p", "alice", "first")
+    await env.send("p", "bob", "second")
+    await env.project()
+
+    async def last() -> tuple[int, str, str]:
+        async with env.engine.connect() as conn:
+            [summary] = await queries.conversations(conn, "alice")
+        assert summary.last_message is not None
+        return summary.last_seq, summary.last_message.text, summary.last_message.sender_id
+
+    assert await last() == (2, "second", "bob")
+    await env.edit("p", 2, "second, edited", "bob")  # the last message, in a batch of its own
+    await env.project()
+    assert await last() == (2, "second, edited", "bob")
+    await env.edit("p", 1, "first, edited", "alice")  # an older one: the preview stays
+    await env.project()
+    assert await last() == (2, "second, edited", "bob")
+    await env.edit("p", 2, "second, again", "bob")  # an edit and a later message in one batch
+    await env.send("p", "alice", "third")
+    await env.project()
+    assert await last() == (3, "third", "alice")
+
+
 async def test_edit_and_retraction_remove_text_links_files_and_search_entry(env: Env) -> None:
     tender = ObjectLink(kind="tender", id="T-1", title="Tender 1")
     await env.start("c", "direct", ["alice", "bob"])
