@@ -45,3 +45,18 @@ def test_properties_beyond_ascii_are_utf8_and_too_long_strings_are_refused() -> 
     assert ours == pamqp_publish(1, "ledgerline.events", "MessageSent.0", b"{}", "id-ё", "Тип", 1000)
     with pytest.raises(ValueError, match="longer than 255"):
         frames.shortstr("x" * 256)
+
+
+@pytest.mark.parametrize("size", [0, 300, 131_065])
+def test_an_ephemeral_publish_without_properties_encodes_as_pamqp_does(size: int) -> None:
+    chunk = 131_072 - 8
+    body = b"\x01" * size
+    ours = frames.publish_method_uncached(2, "ledgerline.ephemeral", "ledgerline.rt.user.amy") + frames.bare_content(
+        2, body, chunk
+    )
+    theirs = [
+        frame.marshal(commands.Basic.Publish(exchange="ledgerline.ephemeral", routing_key="ledgerline.rt.user.amy"), 2),
+        frame.marshal(ContentHeader(0, len(body), commands.Basic.Properties()), 2),
+    ]
+    theirs += [frame.marshal(ContentBody(body[i : i + chunk]), 2) for i in range(0, len(body), chunk)]
+    assert ours == b"".join(theirs)

@@ -37,11 +37,14 @@ def _shortstr(value: str) -> bytes:
     return bytes((len(data),)) + data
 
 
-@lru_cache(maxsize=4096)
-def publish_method(channel: int, exchange: str, routing_key: str) -> bytes:
-    """Basic.Publish (not mandatory, not immediate): the same bytes for every event of one routing key."""
+def publish_method_uncached(channel: int, exchange: str, routing_key: str) -> bytes:
+    """Basic.Publish (not mandatory, not immediate)."""
     args = struct.pack(">HHH", _BASIC, _PUBLISH, 0) + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
     return _frame(_METHOD, channel, args)
+
+
+# Events have a few hundred routing keys (type x partition): the same bytes every time.
+publish_method = lru_cache(maxsize=4096)(publish_method_uncached)
 
 
 def content(
@@ -66,6 +69,15 @@ def content(
     out = _frame(_HEADER, channel, header)
     if len(body) <= max_body_frame:
         return out + _frame(_BODY, channel, body)
+    return out + b"".join(
+        _frame(_BODY, channel, body[i : i + max_body_frame]) for i in range(0, len(body), max_body_frame)
+    )
+
+
+def bare_content(channel: int, body: bytes, max_body_frame: int) -> bytes:
+    """A content header without properties (an ephemeral frame: receivers read the routing key and
+    the body only) and the body frames."""
+    out = _frame(_HEADER, channel, _HEADER_HEAD.pack(_BASIC, 0, len(body), 0))
     return out + b"".join(
         _frame(_BODY, channel, body[i : i + max_body_frame]) for i in range(0, len(body), max_body_frame)
     )
