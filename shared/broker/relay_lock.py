@@ -114,10 +114,12 @@ class PgAdvisoryLock:
                 return
 
     async def release(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
-        await self._drop()
+        try:
+            if self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        finally:  # also when cancelled while unlocking: the session (and its lock) must not outlive us
+            await self._drop()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

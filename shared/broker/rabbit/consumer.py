@@ -101,10 +101,12 @@ class RabbitPartitionConsumer:
             self._consuming_on = underlay
 
     async def _consume_again(self, *_: object) -> None:
-        # Deliveries still buffered from the closed channel went back to the queue with it; their
-        # acks would fail, so they are dropped here and come again on the new channel.
-        while not self._buffer.empty():
-            self._buffer.get_nowait()
+        # Deliveries still buffered from a closed channel went back to the queue with it; their acks
+        # would fail, so they are dropped here and come again on the new channel. Those of an open
+        # channel are kept: dropped, they would stay unacked (and hold the prefetch) until it closes.
+        kept = [m for m in _drain(self._buffer) if not m.channel.is_closed]
+        for m in kept:
+            self._buffer.put_nowait(m)
         self._unsettled = {c: tags for c, tags in self._unsettled.items() if not getattr(c, "is_closed", False)}
         try:
             await self._consume()
@@ -112,17 +114,19 @@ class RabbitPartitionConsumer:
             log.warning("rabbit_consume_failed", queue=self._queue.name, error=repr(err))
             raise
 
-    async def _still_consuming(self, wait: float) -> bool:
+    async def _still_consuming(self) -> bool:
         """The safety net behind the reopen callback: consume on a reopened channel the callback
         missed (a reopen that failed half-way and was completed by another path). False while
-        the channel is not back yet."""
+        the channel is not back yet; never waits for it (a basic.consume cut short by a timeout
+        could leave a consumer the broker knows and this side does not)."""
         consuming_on = self._consuming_on
         if consuming_on is not None and not consuming_on.is_closed:
             return True
+        if self._channel.is_closed:
+            return False
         try:
-            async with asyncio.timeout(wait):
-                await self._consume_again()
-        except (TimeoutError, aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
+            await self._consume_again()
+        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, RuntimeError):
             return False
         return self._consuming_on is not None and not self._consuming_on.is_closed
 
@@ -130,7 +134,8 @@ class RabbitPartitionConsumer:
         self._buffer.put_nowait(msg)
 
     async def fetch(self, max_messages: int, wait: float) -> list[Delivery]:
-        if not await self._still_consuming(wait):
+        if not await self._still_consuming():
+            await asyncio.sleep(wait)  # not back yet: as an empty fetch would
             return []
         try:
             async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel (Python 3.11)
@@ -216,6 +221,13 @@ class RabbitPartitionConsumer:
         )
         exchange = await self._channel.get_exchange(self._names.dead_exchange, ensure=False)
         await exchange.publish(message, self._names.dead_routing_key(self._spec.kind, type_), mandatory=False)
+
+
+def _drain(buffer: asyncio.Queue[DeliveredMessage]) -> list[DeliveredMessage]:
+    out = []
+    while not buffer.empty():
+        out.append(buffer.get_nowait())
+    return out
 
 
 def _tag(msg: DeliveredMessage) -> int:
