@@ -194,6 +194,7 @@ class RabbitPartitionConsumer:
         return 0
 
     async def close(self) -> None:
+        self._channel.reopen_callbacks.discard(self._consume_again)  # a closed consumer never consumes again
         # Closing the channel returns every unacknowledged message (buffered ones included) to the queue.
         with contextlib.suppress(aiormq.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
             await self._channel.close()
