@@ -200,7 +200,9 @@ async def _seed_demo(plan: StackPlan) -> None:
 def _tail(path: Path, lines: int = 12) -> str:
     """The end of a child's log, to show why it crashed without sending the operator to the file."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as log_file:  # its end only: a long-running child's log can be large
+            log_file.seek(max(0, log_file.seek(0, 2) - 16_384))
+            text = log_file.read().decode(errors="replace")
     except OSError as e:
         return f"  (cannot read it: {e.strerror})"
     return "\n".join("  " + line for line in text.rstrip().splitlines()[-lines:])

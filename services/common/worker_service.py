@@ -1,8 +1,8 @@
 """The shape shared by the three workers (delivery, projections, tickets).
 
 A worker process = a health server (/healthz, /readyz, /metrics on worker_host:worker_port) + the
-worker runtime (shared.broker.runtime.Worker) consuming every event type for its kind and calling
-the service's handler (services/<kind>/handlers.py).
+worker runtime (shared.broker.runtime.Worker) consuming the event types its kind uses (or every type)
+and calling the service's handler (services/<kind>/handlers.py).
 Stopping: /readyz turns 503, the runtime finishes and acks the batch in hand and releases its
 partition leases, then the health server, the broker connection and the database close.
 """

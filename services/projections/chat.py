@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import TextClause
 
 from services.projections import search
-from services.projections.sql import greatest, insert
+from services.projections.sql import cached_text, greatest, insert
 from services.projections.tables import ChatTables
 from shared.events.conversation import (
     ConversationDetailsChanged,
@@ -269,12 +267,6 @@ _PG_WATERMARKS = (
 )
 
 
-@lru_cache(maxsize=64)
-def _pg_text(template: str, **names: object) -> TextClause:
-    """The statement for these tables, built once (text() parses its binds on every call)."""
-    return text(template.format(**names))
-
-
 async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
     keys, marks = list(ch.watermarks), list(ch.watermarks.values())  # one entry per (conversation, user)
     params = {
@@ -283,7 +275,7 @@ async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> 
         "ds": [d for d, _ in marks],
         "rs": [r for _, r in marks],
     }
-    await conn.execute(_pg_text(_PG_WATERMARKS, members=t.members.name), params)
+    await conn.execute(cached_text(_PG_WATERMARKS, members=t.members.name), params)
 
 
 async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
@@ -297,7 +289,7 @@ async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -
         "ss": [r["s"] if r else 0 for r in last],
         "ats": [r["at"] if r else None for r in last],
     }
-    await conn.execute(_pg_text(_PG_LAST, **names), params)
+    await conn.execute(cached_text(_PG_LAST, **names), params)
 
 
 async def _last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:

@@ -108,18 +108,17 @@ class RabbitBroker:
                 for start in range(0, len(events), SEND_CHUNK):
                     chunk = events[start : start + SEND_CHUNK]
                     if not await self._window_for(len(chunk)):
-                        raise _NotSent(start, "no confirm in time for the window")
+                        reason = "no confirm in time for the window"
+                        raise PublishFailed(str(chunk[0].event_id), self.names.exchange, reason, 0, len(events))
                     confirmations += await self._write(underlay, chunk)
-        except _NotSent as e:
-            raise PublishFailed(str(events[e.index].event_id), self.names.exchange, e.reason, 0, len(events)) from None
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError) as e:  # closed under us
             index = min(len(confirmations), len(events) - 1)
             raise PublishFailed(str(events[index].event_id), self.names.exchange, repr(e), 0, len(events)) from e
         _, late = await asyncio.wait(confirmations, timeout=PUBLISH_TIMEOUT)
         for confirmed, (event, confirmation) in enumerate(zip(events, confirmations, strict=True)):
-            if confirmation in late or confirmation.cancelled() or confirmation.exception() is not None:
-                reason = "no confirm in time" if confirmation in late else _failure(confirmation)
-                raise PublishFailed(str(event.event_id), self.names.exchange, reason, confirmed, len(events))
+            failure = "no confirm in time" if confirmation in late else _failure(confirmation)
+            if failure is not None:
+                raise PublishFailed(str(event.event_id), self.names.exchange, failure, confirmed, len(events))
 
     async def _window_for(self, n: int) -> bool:
         """Wait until `n` more publishes fit in the window of unconfirmed ones (every call's);
@@ -164,8 +163,8 @@ class RabbitBroker:
         # The writer has it: back-pressure when the socket is slower than the relay. Awaited through
         # wait(): a channel closing cancels the future, which must not read as this task's cancellation.
         await asyncio.wait((drained,))
-        if drained.cancelled() or drained.exception() is not None:
-            raise aiormq.exceptions.ChannelInvalidStateError(f"channel closed while writing ({_failure(drained)})")
+        if (failure := _failure(drained)) is not None:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"channel closed while writing ({failure})")
         return futures
 
     async def publish_ephemeral(self, subject: str, data: bytes) -> None:
@@ -249,10 +248,9 @@ def _dead_letter(kind: str, msg: AbstractIncomingMessage) -> DeadLetter:
     )
 
 
-class _NotSent(Exception):
-    def __init__(self, index: int, reason: str) -> None:
-        self.index, self.reason = index, reason
-
-
-def _failure(future: asyncio.Future[object]) -> str:
-    return "cancelled (channel closed)" if future.cancelled() else repr(future.exception())
+def _failure(future: asyncio.Future[object]) -> str | None:
+    """Why a done confirmation (or drain) future failed; None when it succeeded."""
+    if future.cancelled():
+        return "cancelled (channel closed)"
+    error = future.exception()
+    return None if error is None else repr(error)

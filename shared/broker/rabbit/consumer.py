@@ -85,7 +85,7 @@ class RabbitPartitionConsumer:
         self._lag_read_at = 0.0
         # Delivery tags handed out by fetch and not yet acked or released, per channel (a recovered
         # connection numbers its deliveries afresh): what a multiple ack must not cover by mistake.
-        self._unsettled: dict[object, set[int]] = {}
+        self._unsettled: dict[aiormq.abc.AbstractChannel, set[int]] = {}
 
     async def start(self) -> None:
         await self._consume()
@@ -107,7 +107,7 @@ class RabbitPartitionConsumer:
         kept = [m for m in _drain(self._buffer) if not m.channel.is_closed]
         for m in kept:
             self._buffer.put_nowait(m)
-        self._unsettled = {c: tags for c, tags in self._unsettled.items() if not getattr(c, "is_closed", False)}
+        self._unsettled = {c: tags for c, tags in self._unsettled.items() if not c.is_closed}
         try:
             await self._consume()
         except Exception as err:  # aio-pika gathers reopen callbacks with return_exceptions: say it here

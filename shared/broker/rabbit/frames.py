@@ -30,7 +30,8 @@ def _frame(kind: int, channel: int, payload: bytes) -> bytes:
     return _FRAME_HEAD.pack(kind, channel, len(payload)) + payload + FRAME_END
 
 
-def _shortstr(value: str) -> bytes:
+def shortstr(value: str) -> bytes:
+    """An AMQP short string (length octet + UTF-8), e.g. for `content`'s content type."""
     data = value.encode()
     if len(data) > 255:
         raise ValueError(f"AMQP short string longer than 255 bytes: {value[:40]!r}…")
@@ -39,7 +40,7 @@ def _shortstr(value: str) -> bytes:
 
 def publish_method_uncached(channel: int, exchange: str, routing_key: str) -> bytes:
     """Basic.Publish (not mandatory, not immediate)."""
-    args = struct.pack(">HHH", _BASIC, _PUBLISH, 0) + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
+    args = struct.pack(">HHH", _BASIC, _PUBLISH, 0) + shortstr(exchange) + shortstr(routing_key) + b"\x00"
     return _frame(_METHOD, channel, args)
 
 
@@ -58,31 +59,27 @@ def content(
 ) -> bytes:
     """The content header (properties) and the body frames, split at `max_body_frame` bytes.
 
-    `content_type` comes as an encoded short string (_shortstr), since it is the same for every event."""
+    `content_type` comes as an encoded short string (shortstr), since it is the same for every event."""
     header = (
         _HEADER_HEAD.pack(_BASIC, 0, len(body), _FLAGS)
         + content_type
         + bytes((delivery_mode,))
-        + _shortstr(message_id)
-        + _shortstr(message_type)
+        + shortstr(message_id)
+        + shortstr(message_type)
     )
-    out = _frame(_HEADER, channel, header)
-    if len(body) <= max_body_frame:
-        return out + _frame(_BODY, channel, body)
-    return out + b"".join(
-        _frame(_BODY, channel, body[i : i + max_body_frame]) for i in range(0, len(body), max_body_frame)
-    )
+    return _frame(_HEADER, channel, header) + _body_frames(channel, body, max_body_frame)
 
 
 def bare_content(channel: int, body: bytes, max_body_frame: int) -> bytes:
     """A content header without properties (an ephemeral frame: receivers read the routing key and
     the body only) and the body frames."""
-    out = _frame(_HEADER, channel, _HEADER_HEAD.pack(_BASIC, 0, len(body), 0))
-    return out + b"".join(
-        _frame(_BODY, channel, body[i : i + max_body_frame]) for i in range(0, len(body), max_body_frame)
+    return _frame(_HEADER, channel, _HEADER_HEAD.pack(_BASIC, 0, len(body), 0)) + _body_frames(
+        channel, body, max_body_frame
     )
 
 
-def shortstr(value: str) -> bytes:
-    """An AMQP short string (length octet + UTF-8), e.g. for `content`'s content type."""
-    return _shortstr(value)
+def _body_frames(channel: int, body: bytes, max_body_frame: int) -> bytes:
+    """The body split at `max_body_frame` bytes, as aiormq splits it (no frame for an empty body)."""
+    if len(body) <= max_body_frame:
+        return _frame(_BODY, channel, body) if body else b""
+    return b"".join(_frame(_BODY, channel, body[i : i + max_body_frame]) for i in range(0, len(body), max_body_frame))
