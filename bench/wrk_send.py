@@ -88,6 +88,23 @@ async def open_busy_group(url: str) -> list[tuple[str, str]]:
     return [(path, token(m)) for m in members]
 
 
+async def warm_up(url: str, conversations: list[tuple[str, str]]) -> None:
+    """One message from each sender before the clock starts, so that the figures are those of
+    conversations in use (as in store_bench): a sender's first message in a conversation also creates
+    their key there, and their first request enters them in the user directory."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+        async def one(i: int, path: str, sender: str) -> None:
+            r = await http.post(
+                path,
+                headers={"Authorization": f"Bearer {sender}"},
+                json={"client_msg_id": f"warm-{i}", "text": "warming up"},
+            )
+            r.raise_for_status()
+
+        await asyncio.gather(*(one(i, path, sender) for i, (path, sender) in enumerate(conversations)))
+
+
 def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -143,6 +160,7 @@ async def run(seconds: int, connections: int, db: str, delivery: bool, group: bo
             progress(f"wrk_send: starting the stack on {db}")
             async with services(database_url, tmp, delivery) as url:
                 conversations = await (open_busy_group(url) if group else open_conversations(url))
+                await warm_up(url, conversations)
                 script = tmp / "send.lua"
                 convs = ", ".join(f'{{"{path}", "{tok}"}}' for path, tok in conversations)
                 script.write_text(LUA % {"convs": convs})

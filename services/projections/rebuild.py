@@ -126,7 +126,7 @@ class PartitionStatus:
 async def status(engine: AsyncEngine, partitions: int) -> list[PartitionStatus]:
     """Checkpoint and lag per projection and partition. Reads only the events after the lowest
     checkpoint (the lag region), streamed."""
-    async with engine.connect() as conn:
+    async with engine.execution_options(sqlite_begin="DEFERRED").connect() as conn:
         done = await read_checkpoints(conn, PROJECTIONS)
         head = int((await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one())
         keys = [(n, p) for n in PROJECTIONS for p in range(partitions)]

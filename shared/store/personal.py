@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 import pybase64
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.events.envelope import NewEvent, RecordedEvent
 from shared.events.registry import UnknownEventType, registry
@@ -48,6 +48,7 @@ ERASED_TEXT = "[erased]"
 KEY_CACHE_SECONDS = 2.0  # how long another process's erasure may take to reach this one's reads
 KEY_REFRESH_SECONDS = 1.5  # from then on the counter is read again in the background
 KEY_KEEP_SECONDS = 600.0  # how long a key stays cached at all: bounds the cache by recent use
+OWNERS_PER_QUERY = 200  # (subject, scope) pairs per key query: 400 bound parameters, below SQLite's limit
 
 personal_keys = Table(
     "personal_keys",
@@ -136,6 +137,8 @@ class KeyRing:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Reads on SQLite take no lock, whatever the engine's default (a worker's engine begins IMMEDIATE).
+        self._reader = engine.execution_options(sqlite_begin="DEFERRED")
         # Read-then-insert: on SQLite take the write lock at BEGIN (an upgrade later would fail at once).
         self._writer = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._current: dict[tuple[str, str], tuple[str, AESGCM, float]] = {}  # (subject, scope) -> key
@@ -146,14 +149,20 @@ class KeyRing:
 
     async def seal(self, events: Sequence[NewEvent]) -> list[bytes]:
         """The stored payload bytes of each event, personal fields sealed."""
-        out: list[bytes] = []
+        planned: list[tuple[dict[str, Any], list[str], tuple[str, str] | None]] = []
         for e in events:
             payload = e.event.payload()
             # Empty values ("", [], None) hold no personal data: left as they are (and cheaper to read).
             fields = [f for f in type(e.event).personal_fields if payload.get(f)]
-            if fields:
-                subject = subject_of(e.event.type, e.actor, payload)
-                key_id, aead = await self._current_key(subject, scope_of(payload))
+            owner = (subject_of(e.event.type, e.actor, payload), scope_of(payload)) if fields else None
+            planned.append((payload, fields, owner))
+        # All the keys of the batch at once: a busy group's batch holds the first messages of many
+        # members, and a transaction per new key held up the whole batch (and SQLite's write lock).
+        keys = await self._current_keys({owner for _, _, owner in planned if owner is not None})
+        out: list[bytes] = []
+        for payload, fields, owner in planned:
+            if owner is not None:
+                key_id, aead = keys[owner]
                 aad = key_id.encode()
                 for f in fields:
                     nonce = os.urandom(12)
@@ -199,7 +208,7 @@ class KeyRing:
     async def live_scopes(self, scopes: Sequence[str]) -> set[str]:
         """Those of `scopes` that still have a key."""
         k = personal_keys.c
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = await conn.execute(select(k.scope).where(k.scope.in_(list(scopes)), k.key.is_not(None)).distinct())
             return {r.scope for r in rows}
 
@@ -248,7 +257,7 @@ class KeyRing:
 
     async def _read_generation(self) -> None:
         started = time.monotonic()
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             generation = (
                 await conn.execute(select(personal_key_erasures.c.generation).where(personal_key_erasures.c.id == 1))
             ).scalar()
@@ -258,36 +267,64 @@ class KeyRing:
             return
         self._generation, self._checked_at = int(generation), started
 
-    async def _current_key(self, subject: str, scope: str) -> tuple[str, AESGCM]:
+    async def _current_keys(self, owners: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, AESGCM]]:
+        """The current key of each (subject, scope), created where there is none. What the cache lacks
+        is read in one query, outside any write transaction (on SQLite a read takes no lock); only when
+        some are missing does one write transaction create them all."""
+        if not owners:
+            return {}
         await self._validate()
         now = time.monotonic()
-        cached = self._current.get((subject, scope))
-        if cached is not None and now - cached[2] < KEY_KEEP_SECONDS:
-            return cached[0], cached[1]
-        generation = self._generation  # a key read while the caches were dropped is not kept (below)
+        out: dict[tuple[str, str], tuple[str, AESGCM]] = {}
+        for owner in owners:
+            cached = self._current.get(owner)
+            if cached is not None and now - cached[2] < KEY_KEEP_SECONDS:
+                out[owner] = (cached[0], cached[1])
+        missing = owners - out.keys()
+        if not missing:
+            return out
+        generation = self._generation  # keys read while the caches were dropped are not kept (below)
+        async with self._reader.connect() as conn:
+            found = await self._read_current(conn, missing)
+        if len(found) < len(missing):
+            async with self._writer.begin() as conn:
+                found |= await self._read_current(conn, missing - found.keys())  # another process may have
+                new = {owner: (uuid.uuid4().hex, AESGCM.generate_key(256)) for owner in sorted(missing - found.keys())}
+                if new:  # two processes may both create one: harmless, an erasure destroys both
+                    created_at = datetime.now(UTC)
+                    rows = [
+                        {"key_id": key_id, "subject_id": subject, "scope": scope, "key": key, "created_at": created_at}
+                        for (subject, scope), (key_id, key) in new.items()
+                    ]
+                    await conn.execute(personal_keys.insert(), rows)
+                    found |= new
+        keep = self._generation == generation
+        for owner, (key_id, key) in found.items():
+            aead = AESGCM(key)
+            out[owner] = (key_id, aead)
+            if keep:
+                # Else the caches were dropped while this read ran: the key may be one an erasure destroyed
+                # meanwhile, and kept it would outlive the 2 s bound. Used once, as a read a moment earlier.
+                self._current[owner] = (key_id, aead, now)
+                self._by_id[key_id] = (aead, now)
+        return out
+
+    @staticmethod
+    async def _read_current(
+        conn: AsyncConnection, owners: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, bytes]]:
+        """A live key of each of `owners` that has one (any one, when two processes made two)."""
         k = personal_keys.c
-        async with self._writer.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(k.key_id, k.key)
-                    .where(k.subject_id == subject, k.scope == scope, k.key.is_not(None))
-                    .limit(1)
-                )
-            ).first()
-            if row is None:  # two processes may both create one: harmless, an erasure destroys both
-                row_id, key = uuid.uuid4().hex, AESGCM.generate_key(bit_length=256)
-                values: dict[str, Any] = {"key_id": row_id, "subject_id": subject, "scope": scope, "key": key}
-                values["created_at"] = datetime.now(UTC)
-                await conn.execute(personal_keys.insert().values(**values))
-            else:
-                row_id, key = row.key_id, bytes(row.key)
-        aead = AESGCM(key)
-        if self._generation == generation:
-            # Else the caches were dropped while this read ran: the key may be one an erasure destroyed
-            # meanwhile, and kept it would outlive the 2 s bound. Used once, as a read a moment earlier.
-            self._current[(subject, scope)] = (row_id, aead, now)
-            self._by_id[row_id] = (aead, now)
-        return row_id, aead
+        found: dict[tuple[str, str], tuple[str, bytes]] = {}
+        ordered = sorted(owners)
+        for start in range(0, len(ordered), OWNERS_PER_QUERY):
+            chunk = ordered[start : start + OWNERS_PER_QUERY]
+            query = select(k.subject_id, k.scope, k.key_id, k.key).where(
+                tuple_(k.subject_id, k.scope).in_(chunk), k.key.is_not(None)
+            )
+            for row in await conn.execute(query):
+                found.setdefault((row.subject_id, row.scope), (row.key_id, bytes(row.key)))
+        return found
 
     async def _aeads(self, ids: set[str]) -> dict[str, AESGCM | None]:
         await self._validate()
@@ -297,7 +334,7 @@ class KeyRing:
         if missing:
             generation = self._generation
             k = personal_keys.c
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 rows = (await conn.execute(select(k.key_id, k.key).where(k.key_id.in_(sorted(missing))))).all()
             found = {r.key_id: (None if r.key is None else AESGCM(bytes(r.key))) for r in rows}
             keep = self._generation == generation  # as in `_current_key`

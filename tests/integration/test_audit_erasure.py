@@ -226,3 +226,48 @@ def _anna_says(text: str, seq: int) -> MessageSent:
     return MessageSent(
         conversation_id="ab", message_id=f"m-{seq}", seq=seq, sender_id="ann", client_msg_id=f"c-{seq}", text=text
     )
+
+
+async def test_a_batch_from_many_new_members_creates_their_keys_in_one_transaction(
+    env: tuple[SqlEventStore, AsyncEngine],
+) -> None:
+    """A busy group's first batch: thirty members' first messages, sealed at once. Each member gets a
+    key of their own, made in one write transaction (not thirty), each message opens again, and one
+    member's erasure leaves the others readable."""
+    store, _ = env
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    members = [f"member-{i}" for i in range(30)]
+    events = [
+        NewEvent(
+            MessageSent(
+                conversation_id="crowd",
+                message_id=f"crowd-{i}",
+                seq=i + 1,
+                sender_id=m,
+                client_msg_id=f"c-{i}",
+                text=f"first words of {m}",
+            ),  # fmt: skip
+            m,
+        )
+        for i, m in enumerate(members)
+    ]
+    sqlalchemy.event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await store.append("conversation-crowd", events)
+    finally:
+        sqlalchemy.event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+    assert len([s for s in statements if s.lstrip().upper().startswith("INSERT INTO PERSONAL_KEYS")]) == 1
+    async with store.engine.connect() as conn:
+        scoped = (await conn.execute(text("SELECT subject_id FROM personal_keys WHERE scope = 'crowd'"))).all()
+    assert sorted(r[0] for r in scoped) == sorted(members)
+    texts = [e.payload["text"] for e in await store.read_stream("conversation-crowd")]
+    assert texts == [f"first words of {m}" for m in members]
+
+    await erase_person(store, "member-3", erased_by="dpo", reason="data_subject_request")
+    texts = [e.payload["text"] for e in await store.read_stream("conversation-crowd")]
+    assert texts[3] != "first words of member-3"
+    assert texts[:3] + texts[4:] == [f"first words of {m}" for m in members if m != "member-3"]
