@@ -15,20 +15,31 @@ holds at most `concurrency` write transactions at once and writes once per group
 transaction fails, each of its items is applied again alone, so that one bad item fails only its
 own caller. So `apply` does nothing outside the transaction that cannot be done again (callers act
 on their results after `run` returns).
+
+On SQLite the transaction runs start to end on the loop's thread, on a blocking connection
+(shared/store/engine.py `write_transaction`): through aiosqlite each statement was a hop through the
+busy event loop while the transaction held the database's one write lock, and the appends and the
+other workers waited (decision 0026). `apply` is the same coroutine; it gets a `_BlockingConnection`
+whose `execute` never suspends, so it runs to its end in one step. It must await nothing but the
+connection (`_run_to_end` says so if it does).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.store.engine import blocking_sqlite_engine, write_transaction
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+T = TypeVar("T")
 Apply = Callable[[AsyncConnection, list[Item]], Awaitable[list[Result]]]
 Prologue = Callable[[AsyncConnection], Awaitable[None]]
 
@@ -59,6 +70,8 @@ class TransactionGroup(Generic[Item, Result]):
         the projections worker spent ~22% more CPU per message with two than with one, the read
         models caught up no sooner, and the gateway had less CPU left (bench/wrk_send.py, 2026-12-03)."""
         self._engine = engine
+        # SQLite: the file whose blocking engine runs the transactions (see the module docstring).
+        self._sqlite_url = engine.url.render_as_string(hide_password=False) if engine.dialect.name == "sqlite" else None
         self._apply = apply
         self._prologue = prologue
         self._concurrency = concurrency or 1
@@ -117,13 +130,46 @@ class TransactionGroup(Generic[Item, Result]):
             _settle(unit, result=result)
 
     async def _transaction(self, units: list[_Unit]) -> list[Result]:
+        if self._sqlite_url is not None:
+            engine = blocking_sqlite_engine(self._sqlite_url)
+            return await write_transaction(
+                engine, lambda conn: _run_to_end(self._in_transaction(_as_async(conn), units))
+            )
         async with self._engine.begin() as conn:
-            if self._prologue is not None:
-                await self._prologue(conn)
-            results = await self._apply(conn, [unit.item for unit in units])
-            if len(results) != len(units):
-                raise RuntimeError(f"apply returned {len(results)} results for {len(units)} items")
-            return results
+            return await self._in_transaction(conn, units)
+
+    async def _in_transaction(self, conn: AsyncConnection, units: list[_Unit]) -> list[Result]:
+        if self._prologue is not None:
+            await self._prologue(conn)
+        results = await self._apply(conn, [unit.item for unit in units])
+        if len(results) != len(units):
+            raise RuntimeError(f"apply returned {len(results)} results for {len(units)} items")
+        return results
+
+
+class _BlockingConnection:
+    """AsyncConnection's `execute` and `dialect` over a blocking Connection: awaiting it never suspends."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sync_connection = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        return self.sync_connection.execute(statement, parameters, execution_options=execution_options)
+
+
+def _as_async(conn: Connection) -> AsyncConnection:
+    return cast(AsyncConnection, _BlockingConnection(conn))
+
+
+def _run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends, run in one step."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("a transaction's apply awaited something other than its connection")
 
 
 def _settle(unit: _Unit, *, result: Any = None, error: BaseException | None = None) -> None:

@@ -17,6 +17,7 @@ from services.projections import queries
 from services.projections.tables import checkpoints
 from shared.events.envelope import RecordedEvent
 from shared.events.partition import partition_of
+from shared.store.engine import blocking_sqlite_engine
 
 env = support.env  # the fixture, shared with the other test_read_models_* modules
 
@@ -35,11 +36,20 @@ async def test_concurrent_partition_batches_are_applied_together_once(env: Env) 
 
     commits = [0]
 
-    @event.listens_for(env.engine.sync_engine, "commit")
     def on_commit(_conn: object) -> None:
         commits[0] += 1
 
-    await asyncio.gather(*(env.projector.apply(batch) for batch in by_partition.values()))
+    # On SQLite the projector's transactions run on the file's blocking engine (transaction_group.py).
+    engines = [env.engine.sync_engine]
+    if env.engine.dialect.name == "sqlite":
+        engines.append(blocking_sqlite_engine(env.engine.url.render_as_string(hide_password=False)))
+    for engine in engines:
+        event.listen(engine, "commit", on_commit)
+    try:
+        await asyncio.gather(*(env.projector.apply(batch) for batch in by_partition.values()))
+    finally:
+        for engine in engines:
+            event.remove(engine, "commit", on_commit)
     assert 1 <= commits[0] < len(by_partition)
 
     async with env.engine.connect() as conn:
