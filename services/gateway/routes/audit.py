@@ -30,6 +30,7 @@ from shared.store.verify import verify_chain
 router = APIRouter(prefix="/audit", tags=["audit"])
 LIMIT_MAX = 1000
 ID_MAX = 200
+POSITION_MAX = 2**63 - 1  # positions are 64-bit integers in the store (a larger one was a 500)
 
 
 async def auditor(principal: Caller) -> Principal:
@@ -85,7 +86,7 @@ async def audit_events(
     gw: Services,
     record: Record,
     f: Filter,
-    after_position: Annotated[int, Query(ge=0, description="exclusive")] = 0,
+    after_position: Annotated[int, Query(ge=0, le=POSITION_MAX, description="exclusive")] = 0,
     limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = 100,
 ) -> dict[str, Any]:
     """Events matching every given filter, in position order; page on with `next_after_position`."""
