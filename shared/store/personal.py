@@ -39,6 +39,7 @@ from shared.events.envelope import NewEvent, RecordedEvent
 from shared.events.registry import UnknownEventType, registry
 from shared.logging import get_logger
 from shared.store.hashing import canonical_json
+from shared.store.port import StoreUnavailable
 from shared.store.tables import UtcDateTime, metadata
 
 log = get_logger(__name__)
@@ -132,6 +133,11 @@ def _log_failed_refresh(task: asyncio.Task[None]) -> None:
         log.warning("key_cache_check_failed", error=str(error))
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class KeyRing:
     """Seals and opens personal fields; creates, caches and destroys the keys."""
 
@@ -146,6 +152,10 @@ class KeyRing:
         self._generation: int | None = None  # the erasure counter the caches were checked against
         self._checked_at = float("-inf")  # when (monotonic) it was last read
         self._checking: asyncio.Task[None] | None = None  # the read in flight, shared by its waiters
+        # Keys being read or created, shared by every caller that misses them meanwhile (`_current_keys`).
+        self._loading: dict[tuple[str, str], asyncio.Future[tuple[str, AESGCM]]] = {}
+        self._to_load: list[tuple[str, str]] = []  # queued for the loader's next round
+        self._loader: asyncio.Task[None] | None = None
 
     async def seal(self, events: Sequence[NewEvent]) -> list[bytes]:
         """The stored payload bytes of each event, personal fields sealed."""
@@ -268,28 +278,65 @@ class KeyRing:
         self._generation, self._checked_at = int(generation), started
 
     async def _current_keys(self, owners: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, AESGCM]]:
-        """The current key of each (subject, scope), created where there is none. What the cache lacks
-        is read in one query, outside any write transaction (on SQLite a read takes no lock); only when
-        some are missing does one write transaction create them all."""
+        """The current key of each (subject, scope), created where there is none.
+
+        What the cache lacks goes to one loader task, which reads (and creates) the keys of every
+        caller that missed meanwhile together: after a restart, or when many people write their first
+        message at once, each send read or created its key in a transaction of its own (at 500 new
+        conversations a second on PostgreSQL that made sends wait up to half a second)."""
         if not owners:
             return {}
         await self._validate()
         now = time.monotonic()
         out: dict[tuple[str, str], tuple[str, AESGCM]] = {}
+        waiting: list[tuple[tuple[str, str], asyncio.Future[tuple[str, AESGCM]]]] = []
         for owner in owners:
             cached = self._current.get(owner)
             if cached is not None and now - cached[2] < KEY_KEEP_SECONDS:
                 out[owner] = (cached[0], cached[1])
-        missing = owners - out.keys()
-        if not missing:
-            return out
+                continue
+            future = self._loading.get(owner)
+            if future is None:
+                future = self._loading[owner] = asyncio.get_running_loop().create_future()
+                future.add_done_callback(_retrieve)  # a caller that gave up leaves no unretrieved error
+                self._to_load.append(owner)
+            waiting.append((owner, future))
+        if self._to_load and (self._loader is None or self._loader.done()):
+            self._loader = asyncio.create_task(self._load_keys(), name="personal-keys")
+        for owner, future in waiting:
+            out[owner] = await asyncio.shield(future)  # a cancelled caller must not cancel the others' wait
+        return out
+
+    async def _load_keys(self) -> None:
+        """Rounds of `_read_or_create` over what was queued, until nothing is."""
+        while self._to_load:
+            owners, self._to_load = set(self._to_load), []
+            try:
+                found = await self._read_or_create(owners)
+            except BaseException as e:
+                for owner in owners:
+                    future = self._loading.pop(owner)
+                    if not future.done():
+                        future.set_exception(e if isinstance(e, Exception) else StoreUnavailable("stopping"))
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            for owner in owners:
+                future = self._loading.pop(owner)
+                if not future.done():
+                    future.set_result(found[owner])
+
+    async def _read_or_create(self, owners: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, AESGCM]]:
+        """The keys of `owners`, read in one query outside any write transaction (on SQLite a read
+        takes no lock); only when some have none does one write transaction create them all."""
+        now = time.monotonic()
         generation = self._generation  # keys read while the caches were dropped are not kept (below)
         async with self._reader.connect() as conn:
-            found = await self._read_current(conn, missing)
-        if len(found) < len(missing):
+            found = await self._read_current(conn, owners)
+        if len(found) < len(owners):
             async with self._writer.begin() as conn:
-                found |= await self._read_current(conn, missing - found.keys())  # another process may have
-                new = {owner: (uuid.uuid4().hex, AESGCM.generate_key(256)) for owner in sorted(missing - found.keys())}
+                found |= await self._read_current(conn, owners - found.keys())  # another process may have
+                new = {owner: (uuid.uuid4().hex, AESGCM.generate_key(256)) for owner in sorted(owners - found.keys())}
                 if new:  # two processes may both create one: harmless, an erasure destroys both
                     created_at = datetime.now(UTC)
                     rows = [
@@ -299,6 +346,7 @@ class KeyRing:
                     await conn.execute(personal_keys.insert(), rows)
                     found |= new
         keep = self._generation == generation
+        out: dict[tuple[str, str], tuple[str, AESGCM]] = {}
         for owner, (key_id, key) in found.items():
             aead = AESGCM(key)
             out[owner] = (key_id, aead)

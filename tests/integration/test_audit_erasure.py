@@ -271,3 +271,40 @@ async def test_a_batch_from_many_new_members_creates_their_keys_in_one_transacti
     texts = [e.payload["text"] for e in await store.read_stream("conversation-crowd")]
     assert texts[3] != "first words of member-3"
     assert texts[:3] + texts[4:] == [f"first words of {m}" for m in members if m != "member-3"]
+
+
+async def test_concurrent_first_messages_share_their_key_transactions(
+    env: tuple[SqlEventStore, AsyncEngine],
+) -> None:
+    """Forty people write their first message, each in a conversation of their own, at once (after a
+    restart every cache is cold the same way): their keys are read and created together, in far
+    fewer transactions than sends, and every message opens again."""
+    store, _ = env
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    def first_words(i: int) -> NewEvent:
+        return NewEvent(
+            MessageSent(
+                conversation_id=f"solo-{i}",
+                message_id=f"solo-{i}",
+                seq=1,
+                sender_id=f"p{i}",
+                client_msg_id="c-1",
+                text=f"hello from p{i}",
+            ),  # fmt: skip
+            f"p{i}",
+        )
+
+    sqlalchemy.event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await asyncio.gather(*(store.append(f"conversation-solo-{i}", [first_words(i)]) for i in range(40)))
+    finally:
+        sqlalchemy.event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO PERSONAL_KEYS")]
+    assert 1 <= len(inserts) <= 4, len(inserts)
+    for i in range(40):
+        [e] = await store.read_stream(f"conversation-solo-{i}")
+        assert e.payload["text"] == f"hello from p{i}"
