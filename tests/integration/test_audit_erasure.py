@@ -250,7 +250,7 @@ async def test_a_batch_from_many_new_members_creates_their_keys_in_one_transacti
                 sender_id=m,
                 client_msg_id=f"c-{i}",
                 text=f"first words of {m}",
-            ),  # fmt: skip
+            ),
             m,
         )
         for i, m in enumerate(members)
@@ -294,7 +294,7 @@ async def test_concurrent_first_messages_share_their_key_transactions(
                 sender_id=f"p{i}",
                 client_msg_id="c-1",
                 text=f"hello from p{i}",
-            ),  # fmt: skip
+            ),
             f"p{i}",
         )
 
