@@ -70,8 +70,10 @@ class TransactionGroup(Generic[Item, Result]):
         the projections worker spent ~22% more CPU per message with two than with one, the read
         models caught up no sooner, and the gateway had less CPU left (bench/wrk_send.py, 2026-12-03)."""
         self._engine = engine
-        # SQLite: the file whose blocking engine runs the transactions (see the module docstring).
-        self._sqlite_url = engine.url.render_as_string(hide_password=False) if engine.dialect.name == "sqlite" else None
+        # SQLite: the file whose blocking engine runs the transactions (see the module docstring). An
+        # in-memory database is one connection's own, so it stays on the async path.
+        on_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        self._sqlite_url = engine.url.render_as_string(hide_password=False) if on_file else None
         self._apply = apply
         self._prologue = prologue
         self._concurrency = concurrency or 1

@@ -7,6 +7,9 @@
   read-then-write transaction race another process. Writers ask for `BEGIN IMMEDIATE` with the
   execution option `sqlite_begin="IMMEDIATE"`. That BEGIN polls for the write lock every few
   milliseconds (`begin_immediate`) instead of leaving the wait to SQLite's busy handler.
+- The read-model workers' SQLite write transactions run on a blocking engine of their own
+  (`blocking_sqlite_engine`, `write_transaction`), start to end without a turn of the loop, so that
+  the one write lock is held only while SQLite works (decision 0026).
 """
 
 from __future__ import annotations
