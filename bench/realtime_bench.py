@@ -44,6 +44,7 @@ import websockets
 
 from bench.lean_http import SEND_ERRORS, lean_pool
 from bench.service_procs import spawn, stop_all, until_ready
+from bench.wrk_send import warm_up
 from services.embedded.nats_server import EmbeddedNats
 from services.embedded.ports import free_port
 
@@ -267,15 +268,9 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         )
         r.raise_for_status()
         conversations.append(str(r.json()["conversation_id"]))
-    # One message per conversation before the clock, so that the figures are those of conversations in
-    # use (a sender's first message there also creates their key; store_bench and wrk_send do the same).
-    for (sender, _), conversation in zip(pairs, conversations, strict=True):
-        r = await http.post(
-            f"/v1/conversations/{conversation}/messages",
-            headers={"Authorization": f"Bearer {token(sender)}"},
-            json={"client_msg_id": f"{tag}-warm-up", "text": "warming up"},
-        )
-        r.raise_for_status()
+    # One message per conversation before the clock: the figures are those of conversations in use.
+    paths = [f"/v1/conversations/{c}/messages" for c in conversations]
+    await warm_up(s.url, [(path, token(sender)) for path, (sender, _) in zip(paths, pairs, strict=True)])
     sockets = await open_many(s.ws_url, [recipient for _, recipient in pairs])
     arrived: dict[int, float] = {}
 

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.store.engine import blocking_sqlite_engine, write_transaction
@@ -74,6 +74,7 @@ class TransactionGroup(Generic[Item, Result]):
         # in-memory database is one connection's own, so it stays on the async path.
         on_file = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._sqlite_url = engine.url.render_as_string(hide_password=False) if on_file else None
+        self._blocking: Engine | None = None  # that engine, found at the first transaction (the file exists)
         self._apply = apply
         self._prologue = prologue
         self._concurrency = concurrency or 1
@@ -133,9 +134,10 @@ class TransactionGroup(Generic[Item, Result]):
 
     async def _transaction(self, units: list[_Unit]) -> list[Result]:
         if self._sqlite_url is not None:
-            engine = blocking_sqlite_engine(self._sqlite_url)
+            if self._blocking is None:
+                self._blocking = blocking_sqlite_engine(self._sqlite_url)
             return await write_transaction(
-                engine, lambda conn: _run_to_end(self._in_transaction(_as_async(conn), units))
+                self._blocking, lambda conn: _run_to_end(self._in_transaction(_as_async(conn), units))
             )
         async with self._engine.begin() as conn:
             return await self._in_transaction(conn, units)

@@ -22,9 +22,9 @@ from sqlalchemy import MetaData, Table, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.projections import search
+from services.projections.lag import LagCounter, reader
 from services.projections.projector import read_checkpoints, replay, take_rebuild_lock
 from services.projections.tables import PROJECTIONS, TABLES, ChatTables, build_tables, checkpoints
-from shared.events.partition import partition_of
 from shared.store.sql import SqlEventStore
 from shared.store.tables import events
 
@@ -124,19 +124,10 @@ class PartitionStatus:
 
 
 async def status(engine: AsyncEngine, partitions: int) -> list[PartitionStatus]:
-    """Checkpoint and lag per projection and partition. Reads only the events after the lowest
-    checkpoint (the lag region), streamed."""
-    async with engine.execution_options(sqlite_begin="DEFERRED").connect() as conn:
+    """Checkpoint and lag per projection and partition (a fresh counter: one read of the events after
+    the lowest checkpoint, the lag region)."""
+    async with reader(engine).connect() as conn:
         done = await read_checkpoints(conn, PROJECTIONS)
         head = int((await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))).scalar_one())
-        keys = [(n, p) for n in PROJECTIONS for p in range(partitions)]
-        low = min(done.get(k, 0) for k in keys)
-        pending = dict.fromkeys(keys, 0)
-        query = select(events.c.stream_id, events.c.position).where(events.c.position > low)
-        part: dict[str, int] = {}
-        async for stream_id, position in await conn.stream(query):
-            p = part.setdefault(stream_id, partition_of(stream_id, partitions))
-            for n in PROJECTIONS:
-                if position > done.get((n, p), 0):
-                    pending[(n, p)] += 1
-    return [PartitionStatus(n, p, done.get((n, p), 0), pending[(n, p)], head) for n, p in keys]
+        pending = await LagCounter(partitions).count(conn, done)
+    return [PartitionStatus(n, p, done.get((n, p), 0), pending[(n, p)], head) for n, p in pending]

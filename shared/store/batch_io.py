@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from shared.store.engine import SQLITE_BUSY_TIMEOUT_MS, begin_immediate
+from shared.store.engine import SQLITE_BUSY_TIMEOUT_MS, begin_immediate, configure_sqlite_connection
 
 NOTIFY_CHANNEL = "ledgerline_events"
 # pg_advisory_xact_lock key: "LDGRLINE" as an int64, so it cannot collide with an unrelated app's lock.
@@ -230,9 +230,7 @@ class SqliteBatchIO:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            configure_sqlite_connection(conn.execute, SQLITE_BUSY_TIMEOUT_MS)
             self._conn = conn
         return self._conn
 
