@@ -9,6 +9,7 @@ badge with it) when a watermark moved; a watermark that does not move sends noth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from services.delivery.realtime import Frame
@@ -85,6 +86,13 @@ def _message_sent(event: RecordedEvent, members: Members) -> list[Outgoing]:
     if sender is not None:  # sending reads (and so delivers) everything up to the message
         sender.read_seq = max(sender.read_seq, p["seq"])
         sender.delivered_seq = max(sender.delivered_seq, p["seq"])
+    to = active(members)
+    return [Outgoing(message_frame(p, event.occurred_at), to, tuple(u for u in to if u != p["sender_id"]))]
+
+
+def message_frame(p: dict[str, Any], sent_at: datetime) -> Frame:
+    """The `message` frame of a MessageSent payload. The gateway builds the same frame for the sockets
+    it holds right after its commit (services/gateway/ws/handover.py): one definition, one wire form."""
     frame: Frame = {
         "type": "message",
         "conversation_id": p["conversation_id"],
@@ -94,12 +102,11 @@ def _message_sent(event: RecordedEvent, members: Members) -> list[Outgoing]:
         "text": p.get("text", ""),
         "attachments": p.get("attachments", []),
         "links": p.get("links", []),
-        "sent_at": event.occurred_at,
+        "sent_at": sent_at.isoformat(),
     }
     if p.get("reply_to") is not None:
         frame["reply_to"] = p["reply_to"]
-    to = active(members)
-    return [Outgoing(frame, to, tuple(u for u in to if u != p["sender_id"]))]
+    return frame
 
 
 def _receipt(kind: str, p: dict[str, Any], members: Members) -> list[Outgoing]:

@@ -126,10 +126,12 @@ async def realtime_stack(
     notifier: Notifier | None = None,
     policy: DispatchPolicy | None = None,
     database_url: str | None = None,
+    workers: tuple[str, ...] = (PROJECTIONS, DELIVERY),
 ) -> AsyncIterator[RealtimeStack]:
     """`broker_url`: NATS or RabbitMQ (its names in a namespace of the stack's own, deleted at the end).
     `database_url` defaults to a SQLite file in tmp_path (the conftest `database_url` fixture gives
-    both databases)."""
+    both databases). `workers`: the worker kinds to run (a test of what reaches sockets without the
+    delivery worker leaves it out)."""
     url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'ledgerline.db'}"
     migrate(url)
     namespace = f"t{unique_suffix()}"
@@ -154,7 +156,7 @@ async def realtime_stack(
             tasks.append(task)
             apps.append(app)
             ports.append(port)
-        for kind in (PROJECTIONS, DELIVERY):
+        for kind in workers:
             broker = await connect(settings, kind)
             brokers.append(broker)
             metrics = MetricsRegistry()
@@ -175,7 +177,7 @@ async def realtime_stack(
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
     for broker in brokers:
-        await broker.delete_topology((PROJECTIONS, DELIVERY))  # type: ignore[attr-defined]
+        await broker.delete_topology(workers)  # type: ignore[attr-defined]
         await broker.close()
     await engine.dispose()
 

@@ -32,12 +32,17 @@ from services.gateway.commands.state import ConversationState, Undo, apply, stor
 from services.gateway.errors import Conflict, GatewayError
 from shared.events.base import Event
 from shared.events.envelope import NewEvent
+from shared.logging import get_logger
 from shared.store.port import EventIdConflict, EventStore, WrongExpectedVersion
+
+log = get_logger(__name__)
 
 R = TypeVar("R")
 Clock = Callable[[], datetime]
 Decide = Callable[[ConversationState], Sequence[Event]]
 Answer = Callable[[ConversationState, int], R]
+Committed = Callable[[ConversationState, Sequence[NewEvent]], None]
+"""Told of every batch right after its append committed, with the state after it (must not block)."""
 
 # The design's bound: enough for a few other processes appending at once; beyond it the stream is
 # hot across processes and the client is better told (Conflict) than kept waiting.
@@ -87,6 +92,8 @@ class StreamExecutor:
         self._queues: dict[str, deque[_Command]] = {}
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self.conflicts = 0  # version conflicts met (another process appended first)
+        # The gateway's realtime hand-over (services/gateway/ws/handover.py) when a WebSocket router runs.
+        self.on_committed: Committed | None = None
 
     async def execute(
         self, actor: str, conversation_id: str, decide: Decide, answer: Answer[R], *, new: bool = False
@@ -168,7 +175,9 @@ class StreamExecutor:
                 fresh = True
                 continue
             entry.version = result.last_version
-            return self._settle(entry, batch, result.first_position)
+            self._settle(entry, batch, result.first_position)
+            self._committed(entry.state, new_events)
+            return
         _fail(batch, Conflict(f"conversation {conversation_id!r} kept changing; retry the request"))
 
     def _decide(self, entry: Entry, batch: list[_Command], now: datetime) -> tuple[Undo, list[NewEvent]]:
@@ -209,6 +218,14 @@ class StreamExecutor:
                 command.future.set_result(command.answer(entry.state, position))
             except Exception as e:
                 command.future.set_exception(e)
+
+    def _committed(self, state: ConversationState, new_events: Sequence[NewEvent]) -> None:
+        if self.on_committed is None:
+            return
+        try:
+            self.on_committed(state, new_events)
+        except Exception:  # the events are stored and answered; a listener's bug must not change that
+            log.exception("on_committed_failed", conversation_id=state.conversation_id)
 
     async def _entry(self, stream: str) -> tuple[Entry, bool]:
         conversation_id = stream.removeprefix("conversation-")

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from services.gateway.ws.endpoint import websocket_endpoint
+from services.gateway.ws.handover import Handover
 from services.gateway.ws.presence import GatewayPresence
 from services.gateway.ws.realtime import Realtime
 
@@ -27,10 +28,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     realtime = Realtime(app.state.gateway, app.state.broker, presence)
     app.state.realtime = realtime
+    frames = getattr(app.state, "handed_over_frames", None)
+    if frames is None:  # once per app and registry, however often the lifespan runs
+        frames = app.state.handed_over_frames = app.state.metrics.counter(
+            "realtime_handed_over_frames",
+            "Message frames this gateway handed to its own sockets right after the commit: sent, or left to "
+            "delivery's copy (not the next seq there)",
+            ["outcome"],
+        )
+    executor = app.state.gateway.conversations.executor
+    executor.on_committed = Handover(realtime.hub, frames)
     await realtime.start()
     try:
         yield
     finally:
+        executor.on_committed = None
         await realtime.stop()
 
 

@@ -6,6 +6,13 @@ has sent for c (inclusive). A live `message` frame at or below it is a duplicate
 a resync of c reads the read model, live message frames of c are held in `held[c]`; when the read
 ends, the history is sent, then the held frames above the history's last seq, in seq order.
 
+Live message frames come from two places: the delivery worker (every message, in seq order per
+conversation) and this gateway itself, which hands a message it has just committed straight to the
+sockets it holds (services/gateway/ws/handover.py). Such a handed-over frame is sent only when it is
+the very next seq here (`sent[c] + 1`); otherwise it is dropped and delivery's copy, which comes in
+order behind the ones before it, is sent instead. So the fast path never reorders or loses a frame:
+at worst a message takes delivery's slower path.
+
 Live frames sent before the client's first resync of c (between connecting and the resync frame, a
 lagging delivery worker may still publish older messages) are remembered by seq (`early[c]`, at most
 EARLY_LIMIT): the resync starts from the client's last_seq, not from them, and skips only those very
@@ -38,7 +45,7 @@ class Session:
         self.websocket = websocket
         self.user_id = user_id
         self.sent: dict[str, int] = {}
-        self.held: dict[str, list[Frame]] = {}
+        self.held: dict[str, list[tuple[Frame, bool]]] = {}  # (frame, handed over by this gateway)
         self.early: dict[str, set[int]] = {}
         self.synced: set[str] = set()
         self.last_active = time.monotonic()
@@ -48,24 +55,28 @@ class Session:
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(limit)
         self._drained = asyncio.Event()  # set by the writer after each frame, and on close
 
-    def deliver(self, frame: Frame, raw: bytes | None = None) -> None:
-        """A live frame from the broker (or another session's typing): filtered, then queued."""
+    def deliver(self, frame: Frame, raw: bytes | None = None, *, handed_over: bool = False) -> bool:
+        """A live frame from the broker (or another session's typing): filtered, then queued.
+
+        `handed_over`: a message this gateway just committed (not yet through delivery), sent only
+        when it is the next seq of its conversation here. False when the frame was dropped."""
         if frame.get("type") == "message":
             conversation = str(frame.get("conversation_id"))
             held = self.held.get(conversation)
             if held is not None:
                 if len(held) >= self._outbox.maxsize:  # as full as an outbox: the same verdict
                     self.close(SLOW_CONSUMER, SLOW_REASON)
-                    return
-                held.append(frame)
-                return
-            if not self._advance(conversation, frame):
-                return
+                    return False
+                held.append((frame, handed_over))
+                return True
+            if not self._advance(conversation, frame, next_only=handed_over):
+                return False
             if conversation not in self.synced:
                 early = self.early.setdefault(conversation, set())
                 if len(early) < EARLY_LIMIT:
                     early.add(int(frame.get("seq", 0)))
         self.send(frame, raw)
+        return True
 
     def send(self, frame: Frame, raw: bytes | None = None) -> None:
         if self.closed.is_set():
@@ -95,13 +106,15 @@ class Session:
                 await self._room()
                 self.send(frame)
         held = self.held.pop(conversation, [])
-        for frame in sorted(held, key=lambda f: int(f.get("seq", 0))):
-            self.deliver(frame)
+        for frame, handed_over in sorted(held, key=lambda h: int(h[0].get("seq", 0))):
+            self.deliver(frame, handed_over=handed_over)
 
-    def _advance(self, conversation: str, frame: Frame) -> bool:
-        """Record a message frame as sent; False when its seq was sent already (a duplicate)."""
+    def _advance(self, conversation: str, frame: Frame, *, next_only: bool = False) -> bool:
+        """Record a message frame as sent; False when its seq was sent already (a duplicate), or, for
+        `next_only`, when it is not the seq right after the last one sent (delivery brings it in order)."""
         seq = int(frame.get("seq", 0))
-        if seq <= self.sent.get(conversation, 0):
+        sent = self.sent.get(conversation, 0)
+        if seq <= sent or (next_only and seq != sent + 1):
             return False
         self.sent[conversation] = seq
         return True
