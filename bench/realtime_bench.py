@@ -5,11 +5,13 @@ SQLite (or PostgreSQL with --postgres) and an embedded NATS of the bench's own:
   clients held by a child process (`--hold`) so that their memory is not counted;
 - send-to-receive latency: messages POSTed at a fixed offered rate (open loop: each at its scheduled
   time, at most IN_FLIGHT outstanding) into PAIRS direct conversations whose recipients are connected
-  over WebSocket; from the start of the POST to the `message` frame at the recipient (p50, p95, p99,
-  max; p99 also from the scheduled time, which adds the client-side wait), with the messages offered,
-  not sent (could not start within LATE_SECONDS after the window), accepted and delivered; and from
-  the POST's 201 to the frame (the realtime hop alone: relay, broker, delivery, broker, gateway), with
-  delivery's own mean from an event's record time to its frames' publication (from its /metrics).
+  over WebSocket (each resyncs after connecting, as clients do); from the start of the POST to the
+  `message` frame at the recipient (p50, p95, p99, max; p99 also from the scheduled time, which adds
+  the client-side wait), with the messages offered, not sent (could not start within LATE_SECONDS
+  after the window), accepted and delivered; and from the POST's 201 to the frame (the realtime hop
+  alone: the gateway's hand-over, or relay, broker, delivery, broker, gateway for a frame it left to
+  delivery; both counts from the gateway's /metrics), with delivery's own mean from an event's record
+  time to its frames' publication (from its /metrics).
 
     .venv/bin/python -m bench.realtime_bench [--connections 5000] [--seconds 10] [--rates 500 2000] [--postgres]
 
@@ -226,6 +228,7 @@ async def settle(pid: int, idle_share: float = 0.05, limit: float = 300.0) -> fl
 
 # The histograms along the hop, by key: (metric, its label selector or "").
 HOP_HISTOGRAMS = {
+    "append": ("ledgerline_append_batch_seconds", ""),  # one group-commit batch of the gateway's store
     "relay": ("ledgerline_relay_batch_seconds", ""),  # the relay's publish of one page, sent to confirmed
     "receipt": ("ledgerline_worker_event_age_seconds", '{kind="delivery"}'),  # record time to delivery's receipt
     "publish": ("ledgerline_delivery_commit_to_publish_seconds", ""),  # record time to the frames' publication
@@ -235,6 +238,10 @@ _HOP_PREFIXES = [
     (f"{metric}{suffix}{labels or ' '}", key + suffix)
     for key, (metric, labels) in HOP_HISTOGRAMS.items()
     for suffix in ("_sum", "_count")
+] + [
+    # The gateway's hand-over: message frames it gave its sockets itself, and those it left to delivery.
+    ('ledgerline_realtime_handed_over_frames_total{outcome="sent"} ', "handed_sent"),
+    ('ledgerline_realtime_handed_over_frames_total{outcome="left_to_delivery"} ', "handed_left"),
 ]
 
 
@@ -257,6 +264,13 @@ def mean_ms(before: dict[str, float], after: dict[str, float], key: str) -> floa
     return round(total / count * 1000, 1) if count else float("nan")
 
 
+async def resync(ws: websockets.ClientConnection, conversation_id: str, last_seq: int) -> None:
+    await ws.send(json.dumps({"type": "resync", "conversations": {conversation_id: last_seq}}))
+    async with asyncio.timeout(30):
+        while json.loads(await ws.recv()).get("type") != "resync":
+            pass
+
+
 async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, tag: str) -> dict[str, Any]:
     pairs = [(f"{tag}s{i}", f"{tag}r{i}") for i in range(PAIRS)]
     conversations = []
@@ -272,6 +286,8 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
     paths = [f"/v1/conversations/{c}/messages" for c in conversations]
     await warm_up(s.url, [(path, token(sender)) for path, (sender, _) in zip(paths, pairs, strict=True)])
     sockets = await open_many(s.ws_url, [recipient for _, recipient in pairs])
+    # As a client does on connecting: it holds the warm-up message (seq 1), and says so.
+    await asyncio.gather(*(resync(ws, c, 1) for ws, c in zip(sockets, conversations, strict=True)))
     arrived: dict[int, float] = {}
 
     async def read(ws: websockets.ClientConnection) -> None:
@@ -353,10 +369,15 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         "http_p99_ms": pct(http_times, 0.99),
         "after_201_p50_ms": pct(after_accept, 0.5),
         "after_201_p99_ms": pct(after_accept, 0.99),
+        "append_batch_mean_ms": mean_ms(timings_before, timings_after, "append"),
+        "append_batches": round(timings_after.get("append_count", 0) - timings_before.get("append_count", 0)),
         "relay_page_publish_mean_ms": mean_ms(timings_before, timings_after, "relay"),
         "relay_pages": round(timings_after.get("relay_count", 0) - timings_before.get("relay_count", 0)),
         "delivery_record_to_receipt_mean_ms": mean_ms(timings_before, timings_after, "receipt"),
         "delivery_record_to_publish_mean_ms": mean_ms(timings_before, timings_after, "publish"),
+        "handed_over": {
+            key: round(timings_after.get(key, 0) - timings_before.get(key, 0)) for key in ("handed_sent", "handed_left")
+        },
         "cpu_pct": {name: round((cpu_after[name] - cpu_before[name]) / wall * 100) for name in cpu_after},
         "load_avg": load(),
     }

@@ -10,6 +10,7 @@ import pytest
 from helpers.store_support import message, migrated_store, stream_of
 
 from shared.metrics import MetricsRegistry
+from shared.store.batch_io import PIPELINED_ROWS
 from shared.store.port import ANY, WrongExpectedVersion
 from shared.store.sql import SqlEventStore
 from shared.store.verify import verify_chain
@@ -84,3 +85,29 @@ async def test_a_writer_takes_the_checked_path_while_another_appends_and_the_fas
 
         positions = [e.position for e in await first.read_all(0, 1000)]
         assert positions == list(range(1, 61))
+
+
+@pytest.mark.parametrize("size", [1, PIPELINED_ROWS, PIPELINED_ROWS + 1, 100])
+async def test_a_stale_fast_batch_of_any_size_is_refused_and_lands_at_the_true_head(pg_url: str, size: int) -> None:
+    """A batch of up to PIPELINED_ROWS goes in one pipeline with BEGIN, the lock and COMMIT; a larger
+    one by COPY. Either way, planned from a head another process has moved, it must fail on the
+    position it reused, roll back whole, and be written again at the true head."""
+    metrics = MetricsRegistry()
+    async with migrated_store(pg_url, metrics=metrics) as first, migrated_store(pg_url) as second:
+        await first.append(stream_of("a"), [message("a", 1)], expected_version=0)
+        await first.append(stream_of("a"), [message("a", 2)], expected_version=1)  # fast from here on
+        await second.append(stream_of("b"), [message("b", 1)])  # position 3, behind first's back
+        before = paths(metrics)
+        batch = [message("a", n) for n in range(3, 3 + size)]
+        result = await first.append(stream_of("a"), batch, expected_version=2)
+        assert (result.first_version, result.first_position, result.last_position) == (3, 4, 3 + size)
+        taken = {k: v - before[k] for k, v in paths(metrics).items()}
+        assert taken == {"fast": 0, "checked": 1, "fast_refused": 1}
+
+        follow = await first.append(stream_of("a"), [message("a", n) for n in range(3 + size, 3 + 2 * size)])
+        assert follow.first_position == 4 + size
+        stored = await rows(first)
+        assert [p for p, _, _ in stored] == list(range(1, 4 + 2 * size))
+        assert [v for _, s, v in stored if s == stream_of("a")] == list(range(1, 3 + 2 * size))
+        result_chain = await verify_chain(first.engine)
+        assert result_chain.ok and result_chain.head_position == 3 + 2 * size, result_chain.problem
