@@ -242,6 +242,8 @@ _HOP_PREFIXES = [
     # The gateway's hand-over: message frames it gave its sockets itself, and those it left to delivery.
     ('ledgerline_realtime_handed_over_frames_total{outcome="sent"} ', "handed_sent"),
     ('ledgerline_realtime_handed_over_frames_total{outcome="left_to_delivery"} ', "handed_left"),
+    # The store's batches by path (shared/store/batch_io.py): fast (planned from the writer's view) or checked.
+    *((f'ledgerline_append_batches_total{{path="{path}"}} ', f"path_{path}") for path in ("fast", "checked")),
 ]
 
 
@@ -375,6 +377,9 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         "relay_pages": round(timings_after.get("relay_count", 0) - timings_before.get("relay_count", 0)),
         "delivery_record_to_receipt_mean_ms": mean_ms(timings_before, timings_after, "receipt"),
         "delivery_record_to_publish_mean_ms": mean_ms(timings_before, timings_after, "publish"),
+        "append_paths": {
+            key: round(timings_after.get(key, 0) - timings_before.get(key, 0)) for key in ("path_fast", "path_checked")
+        },
         "handed_over": {
             key: round(timings_after.get(key, 0) - timings_before.get(key, 0)) for key in ("handed_sent", "handed_left")
         },

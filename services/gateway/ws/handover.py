@@ -17,6 +17,7 @@ at each message, which the state after the batch no longer tells.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -24,6 +25,8 @@ from services.delivery.frames import message_frame
 from services.delivery.realtime import encode
 from services.gateway.commands.state import ConversationState
 from services.gateway.ws.hub import Hub
+from shared.events.base import Event
+from shared.events.conversation import MessageSent
 from shared.events.envelope import NewEvent
 
 MEMBERSHIP = frozenset({"ConversationStarted", "MemberAdded", "MemberRemoved"})
@@ -43,8 +46,17 @@ class Handover:
         for new in events:
             if new.type != "MessageSent":
                 continue
-            frame = message_frame(new.event.payload(), new.occurred_at)
+            frame = message_frame(_payload(new.event), new.occurred_at)
             raw = encode(frame)
             for user in local:
                 for session in list(sessions.get(user, ())):
                     (self._sent if session.deliver(frame, raw, handed_over=True) else self._left).inc()
+
+
+def _payload(event: Event) -> dict[str, Any]:
+    """What message_frame reads of a MessageSent payload; a plain text message without pydantic's dump."""
+    assert isinstance(event, MessageSent)
+    if event.attachments or event.links:
+        return event.payload()
+    fields = {"conversation_id": event.conversation_id, "seq": event.seq, "message_id": event.message_id}
+    return {**fields, "sender_id": event.sender_id, "text": event.text, "reply_to": event.reply_to}
