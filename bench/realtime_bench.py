@@ -228,6 +228,11 @@ async def settle(pid: int, idle_share: float = 0.05, limit: float = 300.0) -> fl
 
 # The histograms along the hop, by key: (metric, its label selector or "").
 HOP_HISTOGRAMS = {
+    # The gateway's own time for a send, request to response start (the client's figure adds the wire).
+    "server": (
+        "ledgerline_http_request_seconds",
+        '{method="POST",route="/v1/conversations/{conversation_id}/messages"}',
+    ),
     "append": ("ledgerline_append_batch_seconds", ""),  # one group-commit batch of the gateway's store
     "relay": ("ledgerline_relay_batch_seconds", ""),  # the relay's publish of one page, sent to confirmed
     "receipt": ("ledgerline_worker_event_age_seconds", '{kind="delivery"}'),  # record time to delivery's receipt
@@ -371,6 +376,7 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         "http_p99_ms": pct(http_times, 0.99),
         "after_201_p50_ms": pct(after_accept, 0.5),
         "after_201_p99_ms": pct(after_accept, 0.99),
+        "http_server_mean_ms": mean_ms(timings_before, timings_after, "server"),
         "append_batch_mean_ms": mean_ms(timings_before, timings_after, "append"),
         "append_batches": round(timings_after.get("append_count", 0) - timings_before.get("append_count", 0)),
         "relay_page_publish_mean_ms": mean_ms(timings_before, timings_after, "relay"),
