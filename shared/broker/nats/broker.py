@@ -7,6 +7,7 @@ CloudEvents JSON with `Nats-Msg-Id` = event id; ephemeral traffic uses core NATS
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Sequence
 
@@ -89,6 +90,10 @@ class NatsBroker:
         # The stream sequence of the last batch committed (atomic publishing), for the next batch's
         # expected-last-sequence; None when unknown (start, a failure, a batch sent one by one).
         self._last_seq: int | None = None
+        # Atomic batch ids: unique per connection and batch without a random draw per batch
+        # (os.urandom releases the GIL, and the relay's loop then waited for it back: decision 0027).
+        self._batch_prefix = uuid.uuid4().hex
+        self._batches = itertools.count(1)
 
     @classmethod
     async def connect(
@@ -165,7 +170,7 @@ class NatsBroker:
 
     async def _commit_batch(self, batch: Sequence[RecordedEvent], offset: int, total: int) -> int:
         """Send one atomic batch and wait for its commit; the stream sequence of its last message."""
-        batch_id = uuid.uuid4().hex
+        batch_id = f"{self._batch_prefix}-{next(self._batches)}"
         last = len(batch) - 1
         commit: Msg | None = None
         try:
