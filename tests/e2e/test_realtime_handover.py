@@ -58,6 +58,9 @@ async def test_a_message_reaches_a_socket_on_its_gateway_without_the_delivery_wo
     async with realtime_on(backend, embedded_nats, tmp_path, workers=(PROJECTIONS,)) as rt:
         c = await rt.conversation("alice", "direct", ["bob"])
         async with rt.connect(0, "bob") as here, rt.connect(1, "bob") as elsewhere, rt.connect(0, "alice") as own:
+            for client in (here, elsewhere, own):  # as clients do on connecting: they follow c from seq 0
+                await client.send({"type": "resync", "conversations": {c: 0}})
+                await client.next("resync")
             sent = await rt.send("alice", c, "straight from the gateway")  # through gateway 0
             frame = await here.next("message", conversation_id=c)
             assert (frame["seq"], frame["message_id"]) == (1, sent["message_id"])
@@ -78,6 +81,8 @@ async def test_both_paths_give_the_same_frame(backend: str, embedded_nats: str, 
         c = await rt.conversation("carol", "direct", ["dave"])
         link = {"kind": "deal", "id": "D-17", "title": "Supply of pipes"}
         async with rt.connect(0, "dave") as here, rt.connect(1, "dave") as elsewhere:
+            await here.send({"type": "resync", "conversations": {c: 0}})  # following c: seq 1 is next here
+            await here.next("resync")
             r = await rt.call(
                 "POST",
                 f"/v1/conversations/{c}/messages",
@@ -86,11 +91,53 @@ async def test_both_paths_give_the_same_frame(backend: str, embedded_nats: str, 
             )
             assert r.status_code == 201, r.text
             fast = await here.next("message", conversation_id=c)  # handed over by gateway 0
+            assert handed_over(rt, 0, "sent") == 1
             durable = await elsewhere.next("message", conversation_id=c)  # delivery's, through the broker
             assert fast == durable
             assert fast["links"] == [link] and fast["text"] == "Привет, see the deal"
             # Delivery's copy reached gateway 0's socket too, and was dropped there as a duplicate.
             assert await here.quiet("message", 0.5) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_conversation_the_socket_does_not_follow_yet_is_left_to_delivery(
+    backend: str, embedded_nats: str, tmp_path: Path
+) -> None:
+    """Without the delivery worker nothing introduces the conversation to Ivan's socket, so its
+    messages are not handed over either (they would come before the `conversation` frame); once he
+    follows it (a resync), the next one is."""
+    async with (
+        realtime_on(backend, embedded_nats, tmp_path, workers=(PROJECTIONS,)) as rt,
+        rt.connect(0, "ivan") as ivan,
+    ):
+        c = await rt.conversation("hana", "direct", ["ivan"])
+        await rt.send("hana", c, "first")
+        assert await ivan.quiet("message", 0.5) == []
+        assert (handed_over(rt, 0, "sent"), handed_over(rt, 0, "left_to_delivery")) == (0, 1)
+        await ivan.send({"type": "resync", "conversations": {c: 0}})
+        assert (await ivan.next("message", conversation_id=c))["seq"] == 1  # from the read model
+        await ivan.next("resync")
+        await rt.send("hana", c, "second")
+        assert (await ivan.next("message", conversation_id=c))["seq"] == 2
+        assert handed_over(rt, 0, "sent") == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_new_conversation_is_announced_before_its_first_message(
+    backend: str, embedded_nats: str, tmp_path: Path
+) -> None:
+    """The `conversation` frame that introduces a conversation comes from delivery; a message of a
+    conversation the socket does not follow yet is not handed over, so it cannot overtake it."""
+    async with realtime_on(backend, embedded_nats, tmp_path) as rt, rt.connect(0, "ivan") as ivan:
+        c = await rt.conversation("hana", "direct", ["ivan"])
+        await rt.send("hana", c, "first")
+        await rt.send("hana", c, "second")
+        frames = []
+        while len(frames) < 3:
+            frame = await ivan.next()
+            if frame["type"] in ("conversation", "message"):
+                frames.append((frame["type"], frame.get("event"), frame.get("seq")))
+        assert frames == [("conversation", "started", None), ("message", None, 1), ("message", None, 2)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

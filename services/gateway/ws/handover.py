@@ -7,8 +7,9 @@ MessageSent of the batch becomes the very `message` frame delivery would publish
 (services.delivery.frames.message_frame) and goes to this gateway's sessions of the conversation's
 members. Delivery still publishes its copy: it reaches the sockets on other gateways and every
 frame this path did not give, and a session here drops it as a duplicate. A session sends a
-handed-over frame only when it is the next seq of that conversation there (Session.deliver), so the
-two paths together never reorder, double or lose a frame.
+handed-over frame only when it is the next seq of a conversation it already follows
+(Session.deliver), so the two paths together never reorder, double or lose a message, and a new
+conversation's `conversation` frame (from delivery) still comes before its first message.
 
 A batch that changes membership is left to delivery: the recipients of its messages are the members
 at each message, which the state after the batch no longer tells.

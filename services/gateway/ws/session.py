@@ -9,9 +9,10 @@ ends, the history is sent, then the held frames above the history's last seq, in
 Live message frames come from two places: the delivery worker (every message, in seq order per
 conversation) and this gateway itself, which hands a message it has just committed straight to the
 sockets it holds (services/gateway/ws/handover.py). Such a handed-over frame is sent only when it is
-the very next seq here (`sent[c] + 1`); otherwise it is dropped and delivery's copy, which comes in
-order behind the ones before it, is sent instead. So the fast path never reorders or loses a frame:
-at worst a message takes delivery's slower path.
+the very next seq of a conversation this socket already follows (`sent[c] + 1`: a message frame or a
+resync of c came before); otherwise it is dropped and delivery's copy, which comes in order behind
+the ones before it (and behind the `conversation` frame that introduced c), is sent instead. So the
+fast path never reorders or loses a message: at worst one takes delivery's slower path.
 
 Live frames sent before the client's first resync of c (between connecting and the resync frame, a
 lagging delivery worker may still publish older messages) are remembered by seq (`early[c]`, at most
@@ -111,10 +112,12 @@ class Session:
 
     def _advance(self, conversation: str, frame: Frame, *, next_only: bool = False) -> bool:
         """Record a message frame as sent; False when its seq was sent already (a duplicate), or, for
-        `next_only`, when it is not the seq right after the last one sent (delivery brings it in order)."""
+        `next_only`, when it is not the seq right after the last one sent, or the conversation is new
+        to this socket (delivery brings it in order, after the conversation's own frames)."""
         seq = int(frame.get("seq", 0))
-        sent = self.sent.get(conversation, 0)
-        if seq <= sent or (next_only and seq != sent + 1):
+        known = self.sent.get(conversation)
+        sent = known or 0
+        if seq <= sent or (next_only and (known is None or seq != sent + 1)):
             return False
         self.sent[conversation] = seq
         return True
