@@ -22,8 +22,7 @@ def test_nonces_taken_by_threads_at_once_are_distinct() -> None:
     drawn: list[list[bytes]] = [[] for _ in range(8)]
 
     def take(into: list[bytes]) -> None:
-        for _ in range(2_000):
-            into.append(nonces.next())
+        into.extend(nonces.next() for _ in range(2_000))
 
     threads = [threading.Thread(target=take, args=(d,)) for d in drawn]
     for t in threads:
