@@ -33,7 +33,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         frames = app.state.handed_over_frames = app.state.metrics.counter(
             "realtime_handed_over_frames",
             "Message frames this gateway handed to its own sockets right after the commit: sent, or left to "
-            "delivery's copy (not the next seq there)",
+            "delivery's copy (not the next seq of a conversation the socket follows)",
             ["outcome"],
         )
     executor = app.state.gateway.conversations.executor
