@@ -55,6 +55,7 @@ class Session:
         self.close_reason = ""
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(limit)
         self._drained = asyncio.Event()  # set by the writer after each frame, and on close
+        self._ready = asyncio.Event()  # set by send and close: the writer has something to do
 
     def deliver(self, frame: Frame, raw: bytes | None = None, *, handed_over: bool = False) -> bool:
         """A live frame from the broker (or another session's typing): filtered, then queued.
@@ -86,6 +87,8 @@ class Session:
             self._outbox.put_nowait(raw if raw is not None else encode(frame))
         except asyncio.QueueFull:
             self.close(SLOW_CONSUMER, SLOW_REASON)
+            return
+        self._ready.set()
 
     def begin_resync(self, conversation: str, last_seq: int) -> None:
         """From now on hold live frames of `conversation`; the client holds every seq <= last_seq."""
@@ -132,23 +135,21 @@ class Session:
             self.close_code, self.close_reason = code, reason
             self.closed.set()
             self._drained.set()
+            self._ready.set()
 
     async def write(self) -> None:
-        """The writer task: drain the outbox until the session closes."""
-        closed = asyncio.create_task(self.closed.wait())
-        get: asyncio.Task[bytes] | None = None
-        try:
-            while not self.closed.is_set():
-                get = asyncio.create_task(self._outbox.get())
-                await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if not get.done():
-                    break
-                self._drained.set()
-                await self.websocket.send_text(get.result().decode())
-        finally:
-            closed.cancel()
-            if get is not None:
-                get.cancel()  # also when this task is cancelled while waiting
+        """The writer task: drain the outbox until the session closes. It waits on one event that
+        send and close set, not on a task per frame (a get task and asyncio.wait for each frame
+        were most of the writer's CPU)."""
+        outbox = self._outbox
+        while not self.closed.is_set():
+            if outbox.empty():
+                self._ready.clear()  # nothing awaits between the check and the wait: no lost wake-up
+                await self._ready.wait()
+                continue
+            data = outbox.get_nowait()
+            self._drained.set()
+            await self.websocket.send_text(data.decode())
 
 
 def encode(frame: Frame) -> bytes:
