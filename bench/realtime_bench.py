@@ -359,6 +359,10 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
     after_accept = [max(0.0, arrived[n] - accepted_at[n]) for n in started if n in arrived]  # the realtime hop
     http_times = [accepted_at[n] - began for n, began in started.items()]
     from_schedule = [arrived[n] - (t0 + n / rate) for n in started if n in arrived]  # with client queueing
+
+    def grew(key: str) -> int:  # a counter's growth over the phase
+        return round(timings_after.get(key, 0) - timings_before.get(key, 0))
+
     result = {
         "offered_per_s": rate,
         "offered": total,
@@ -378,17 +382,13 @@ async def latency(s: Stack, http: httpx.AsyncClient, rate: int, seconds: float, 
         "after_201_p99_ms": pct(after_accept, 0.99),
         "http_server_mean_ms": mean_ms(timings_before, timings_after, "server"),
         "append_batch_mean_ms": mean_ms(timings_before, timings_after, "append"),
-        "append_batches": round(timings_after.get("append_count", 0) - timings_before.get("append_count", 0)),
+        "append_batches": grew("append_count"),
         "relay_page_publish_mean_ms": mean_ms(timings_before, timings_after, "relay"),
-        "relay_pages": round(timings_after.get("relay_count", 0) - timings_before.get("relay_count", 0)),
+        "relay_pages": grew("relay_count"),
         "delivery_record_to_receipt_mean_ms": mean_ms(timings_before, timings_after, "receipt"),
         "delivery_record_to_publish_mean_ms": mean_ms(timings_before, timings_after, "publish"),
-        "append_paths": {
-            key: round(timings_after.get(key, 0) - timings_before.get(key, 0)) for key in ("path_fast", "path_checked")
-        },
-        "handed_over": {
-            key: round(timings_after.get(key, 0) - timings_before.get(key, 0)) for key in ("handed_sent", "handed_left")
-        },
+        "append_paths": {key: grew(key) for key in ("path_fast", "path_checked")},
+        "handed_over": {key: grew(key) for key in ("handed_sent", "handed_left")},
         "cpu_pct": {name: round((cpu_after[name] - cpu_before[name]) / wall * 100) for name in cpu_after},
         "load_avg": load(),
     }

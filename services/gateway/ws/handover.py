@@ -50,7 +50,7 @@ class Handover:
             frame = message_frame(_payload(new.event), new.occurred_at)
             raw = encode(frame)
             for user in local:
-                for session in list(sessions.get(user, ())):
+                for session in sessions.get(user, ()):  # deliver never joins or leaves the hub
                     (self._sent if session.deliver(frame, raw, handed_over=True) else self._left).inc()
 
 
