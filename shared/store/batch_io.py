@@ -258,7 +258,7 @@ class SqliteBatchIO:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            configure_sqlite_connection(conn.execute, SQLITE_BUSY_TIMEOUT_MS)
+            configure_sqlite_connection(conn.execute, SQLITE_BUSY_TIMEOUT_MS, time.sleep)  # own thread
             self._conn = conn
         return self._conn
 

@@ -7,6 +7,7 @@
   read-then-write transaction race another process. Writers ask for `BEGIN IMMEDIATE` with the
   execution option `sqlite_begin="IMMEDIATE"`. That BEGIN polls for the write lock every few
   milliseconds (`begin_immediate`) instead of leaving the wait to SQLite's busy handler.
+  A new connection's set-up polls the same way while it is refused (`configure_sqlite_connection`).
 - The read-model workers' SQLite write transactions run on a blocking engine of their own
   (`blocking_sqlite_engine`, `write_transaction`), start to end without a turn of the loop, so that
   the one write lock is held only while SQLite works (decision 0026).
@@ -63,10 +64,34 @@ SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON")
 """Every connection the services open on SQLite (with a busy timeout of its own choosing)."""
 
 
-def configure_sqlite_connection(execute: Callable[[str], object], busy_timeout_ms: int) -> None:
-    execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    for pragma in SQLITE_PRAGMAS:
-        execute(f"PRAGMA {pragma}")
+def configure_sqlite_connection(
+    execute: Callable[[str], object], busy_timeout_ms: int, sleep: Callable[[float], object] | None
+) -> None:
+    """The busy timeout and SQLITE_PRAGMAS on a new connection, tried again every 0.5-4 ms (for up to
+    the busy timeout, with `sleep`) while SQLite answers "database is locked".
+
+    A new connection can be refused that way where no busy handler waits: while the last connection
+    of another process closes the database (it locks the shared memory to checkpoint and remove the
+    WAL) or the first one after it sets the shared memory up (sqlite.org/wal.html, "Sometimes Queries
+    Return SQLITE_BUSY In WAL Mode"). That moment lasts milliseconds; a CI run once failed a read on
+    it. With `sleep` None the first refusal is raised as WriteLockBusy, for a caller that waits itself
+    (`write_transaction`)."""
+    delays = busy_poll_delays()
+    while True:
+        try:
+            execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            for pragma in SQLITE_PRAGMAS:
+                execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err):
+                raise
+            if sleep is None:
+                raise WriteLockBusy from err
+            delay = next(delays, None)
+            if delay is None:
+                raise
+        sleep(delay)
 
 
 def busy_poll_delays() -> Iterator[float]:
@@ -145,8 +170,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Take transaction control away from pysqlite; `_on_begin` issues BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        configure_sqlite_connection(cursor.execute, SQLITE_BUSY_TIMEOUT_MS)
-        cursor.close()
+        try:
+            configure_sqlite_connection(
+                cursor.execute, SQLITE_BUSY_TIMEOUT_MS, lambda seconds: await_only(asyncio.sleep(seconds))
+            )
+        finally:
+            cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -194,8 +223,10 @@ def blocking_sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        configure_sqlite_connection(cursor.execute, 0)  # busy: `write_transaction` polls
-        cursor.close()
+        try:  # busy: `write_transaction` polls, giving the loop back
+            configure_sqlite_connection(cursor.execute, 0, None)
+        finally:
+            cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
