@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common import unnest
 from services.projections import search
 from services.projections.sql import cached_text, greatest, insert
 from services.projections.tables import ChatTables
@@ -222,13 +223,14 @@ async def _membership(conn: AsyncConnection, t: ChatTables, ops: list[dict[str, 
 
 async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
     keys = [{"c": r["conversation_id"], "s": r["seq"]} for r in ch.sent]
-    if ch.sent:
-        await conn.execute(insert(conn, t.messages).on_conflict_do_nothing(), ch.sent)
-        await search.index_sent(conn, t, keys)
-    if ch.files:
-        await conn.execute(insert(conn, t.message_files).on_conflict_do_nothing(), ch.files)
-    if ch.links:
-        await conn.execute(insert(conn, t.object_links).on_conflict_do_nothing(), ch.links)
+    for table, rows in ((t.messages, ch.sent), (t.message_files, ch.files), (t.object_links, ch.links)):
+        if not rows:
+            continue
+        if conn.dialect.name == "postgresql":
+            await unnest.insert_rows(conn, table, rows)
+        else:
+            await conn.execute(insert(conn, table).on_conflict_do_nothing(), rows)
+    await search.index_sent(conn, t, keys)
     m = t.messages.c
     at_message = and_(m.conversation_id == bindparam("c"), m.seq == bindparam("s"))
     if ch.edits:
