@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import unnest
+from services.common import json_rows
 from services.common.transaction_group import TransactionGroup
 from services.delivery import frames as domain
 from services.delivery.frames import Marks, Members, Outgoing
@@ -141,9 +141,9 @@ class Fanout:
     async def _save_checkpoints(self, conn: AsyncConnection, done: dict[int, int]) -> None:
         if not done:
             return
-        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/unnest.py)
+        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/json_rows.py)
             rows = [{"partition": p, "position": position} for p, position in done.items()]
-            await unnest.update_rows(conn, checkpoints, ("partition",), rows)
+            await json_rows.update_rows(conn, checkpoints, ("partition",), rows)
             return
         stmt = update(checkpoints).where(checkpoints.c.partition == bindparam("p")).values(position=bindparam("at"))
         await conn.execute(stmt, [{"p": p, "at": position} for p, position in done.items()])
@@ -180,7 +180,7 @@ class Fanout:
             await conn.execute(stmt, inserts)
 
     async def _pg_save(self, conn: AsyncConnection, view: _View) -> None:
-        """Each statement over arrays (services/common/unnest.py): an executemany costs a pipelined
+        """Each statement over arrays (services/common/json_rows.py): an executemany costs a pipelined
         execution per changed member, most of this worker's CPU."""
         updates: list[dict[str, object]] = []
         inserts: list[dict[str, object]] = []
@@ -194,8 +194,8 @@ class Fanout:
                 "read_seq": m.read_seq,
             }
             (updates if (conversation, user) in view.existing else inserts).append(row)
-        await unnest.update_rows(conn, members, ("conversation_id", "user_id"), updates)
-        await unnest.insert_rows(conn, members, inserts, tail="")
+        await json_rows.update_rows(conn, members, ("conversation_id", "user_id"), updates)
+        await json_rows.insert_rows(conn, members, inserts, tail="")
 
     async def _publish(self, out: Outgoing) -> None:
         data = encode(out.frame)

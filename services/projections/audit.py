@@ -3,7 +3,7 @@
 
 Unlike the other projections it takes every event type, including types this version does not know
 (an auditor must see them all). A batch becomes one statement per table (on PostgreSQL over arrays,
-services/common/unnest.py; an executemany on SQLite); membership changes are
+services/common/json_rows.py; an executemany on SQLite); membership changes are
 applied in position order (a leave closes the stay a join opened, possibly in the same batch).
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.audit.records import conversation_of, summary, users_of
-from services.common import unnest
+from services.common import json_rows
 from services.projections.sql import insert
 from services.projections.tables import ChatTables
 from shared.events.envelope import RecordedEvent
@@ -75,8 +75,8 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     for table, table_rows in ((a.events, rows), (a.event_users, users)):
         if not table_rows:
             continue
-        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/unnest.py)
-            await unnest.insert_rows(conn, table, table_rows)
+        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/json_rows.py)
+            await json_rows.insert_rows(conn, table, table_rows)
         else:
             await conn.execute(insert(conn, table).on_conflict_do_nothing(), table_rows)
     await _membership(conn, t, ops)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import unnest
+from services.common import json_rows
 from services.projections import search
 from services.projections.sql import cached_text, greatest, insert
 from services.projections.tables import ChatTables
@@ -227,7 +227,7 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
         if not rows:
             continue
         if conn.dialect.name == "postgresql":
-            await unnest.insert_rows(conn, table, rows)
+            await json_rows.insert_rows(conn, table, rows)
         else:
             await conn.execute(insert(conn, table).on_conflict_do_nothing(), rows)
     await search.index_sent(conn, t, keys)
