@@ -9,7 +9,8 @@ whole batch in C and PostgreSQL parses it in C (decision 0028).
 
 The JSON fields take the table's own column types (its row type), by column name: datetimes go as
 ISO 8601 (orjson writes them so; they must be aware, as UtcDateTime asks), JSON columns as nested
-JSON. The statements are built once per (table, columns, tail) and cached.
+JSON. The statements are built once per (table, columns, tail), cached, and run on the driver
+(services/common/pg_driver.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import TextClause
+
+from services.common import pg_driver
 
 
 def _rows(table: Table) -> str:
@@ -29,16 +31,16 @@ def _rows(table: Table) -> str:
 
 
 @lru_cache(maxsize=256)
-def _insert_sql(table: Table, columns: tuple[str, ...], tail: str) -> TextClause:
+def _insert_sql(table: Table, columns: tuple[str, ...], tail: str) -> str:
     names = ", ".join(columns)
-    return text(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_rows(table)} {tail}")
+    return f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_rows(table)} {tail}"
 
 
 @lru_cache(maxsize=256)
-def _update_sql(table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> TextClause:
+def _update_sql(table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
     sets = ", ".join(f"{c} = k.{c}" for c in columns if c not in keys)
     match = " AND ".join(f"t.{c} = k.{c}" for c in keys)
-    return text(f"UPDATE {table.name} AS t SET {sets} FROM {_rows(table)} AS k WHERE {match}")
+    return f"UPDATE {table.name} AS t SET {sets} FROM {_rows(table)} AS k WHERE {match}"
 
 
 def _json(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -51,7 +53,7 @@ async def insert_rows(
     """INSERT `rows` (all with the keys of the first) in one statement, followed by `tail` (an ON
     CONFLICT clause; DO NOTHING also skips a key repeated within the rows)."""
     if rows:
-        await conn.execute(_insert_sql(table, tuple(rows[0]), tail), {"rows": _json(rows)})
+        await pg_driver.execute(conn, _insert_sql(table, tuple(rows[0]), tail), {"rows": _json(rows)})
 
 
 async def update_rows(
@@ -60,4 +62,4 @@ async def update_rows(
     """UPDATE the rows of `table` matched on `keys` to the other values of `rows` (all with the keys
     of the first; at most one row per key: PostgreSQL updates a row once per statement)."""
     if rows:
-        await conn.execute(_update_sql(table, tuple(rows[0]), keys), {"rows": _json(rows)})
+        await pg_driver.execute(conn, _update_sql(table, tuple(rows[0]), keys), {"rows": _json(rows)})

@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common import json_rows
+from services.common import json_rows, pg_driver
 from services.common.transaction_group import TransactionGroup
 from services.delivery import frames as domain
 from services.delivery.frames import Marks, Members, Outgoing
@@ -131,8 +131,12 @@ class Fanout:
 
     async def _checkpoints(self, conn: AsyncConnection, parts: Iterable[int]) -> dict[int, int]:
         wanted = set(parts)
-        rows = await conn.execute(select(checkpoints).where(checkpoints.c.partition.in_(wanted)))
-        found = {r.partition: r.position for r in rows}
+        if conn.dialect.name == "postgresql":  # on the driver, as every statement of a batch here
+            rows = await pg_driver.fetch(conn, _PG_CHECKPOINTS, {"parts": sorted(wanted)})
+            found = dict(rows)
+        else:
+            result = await conn.execute(select(checkpoints).where(checkpoints.c.partition.in_(wanted)))
+            found = {r.partition: r.position for r in result}
         for p in wanted - found.keys():
             await conn.execute(checkpoints.insert().values(partition=p, position=0))
             found[p] = 0
@@ -151,10 +155,14 @@ class Fanout:
     async def _load(self, conn: AsyncConnection, view: _View, conversations: set[str]) -> None:
         if not conversations:
             return
-        rows = await conn.execute(select(members).where(members.c.conversation_id.in_(conversations)))
-        for r in rows:
-            view.loaded.setdefault(r.conversation_id, {})[r.user_id] = Marks(r.active, r.delivered_seq, r.read_seq)
-            view.existing.add((r.conversation_id, r.user_id))
+        if conn.dialect.name == "postgresql":
+            rows = await pg_driver.fetch(conn, _PG_MEMBERS, {"cs": sorted(conversations)})
+        else:
+            result = await conn.execute(select(members).where(members.c.conversation_id.in_(conversations)))
+            rows = [(r.conversation_id, r.user_id, r.active, r.delivered_seq, r.read_seq) for r in result]
+        for conversation, user, active, delivered, read in rows:
+            view.loaded.setdefault(conversation, {})[user] = Marks(active, delivered, read)
+            view.existing.add((conversation, user))
 
     async def _save(self, conn: AsyncConnection, view: _View) -> None:
         """The changed members: one statement for the updates, one for the new rows."""
@@ -206,6 +214,13 @@ class Fanout:
                 log.warning("frame_publish_failed", user=user, type=out.frame["type"], error=repr(e))
                 return
         self._frames.labels(str(out.frame["type"])).inc(len(out.recipients))
+
+
+_PG_CHECKPOINTS = "SELECT partition, position FROM dl_checkpoints WHERE partition = ANY(CAST(:parts AS integer[]))"
+_PG_MEMBERS = (
+    "SELECT conversation_id, user_id, active, delivered_seq, read_seq FROM dl_members"
+    " WHERE conversation_id = ANY(CAST(:cs AS varchar[]))"
+)
 
 
 def _conversation(event: RecordedEvent) -> str:

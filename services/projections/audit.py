@@ -83,6 +83,8 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
 
 
 async def _membership(conn: AsyncConnection, t: ChatTables, ops: list[tuple[str, dict[str, Any]]]) -> None:
+    if not ops:
+        return  # most batches: the statements below cost SQLAlchemy ~100 µs to build
     m = t.audit.membership
     join = insert(conn, m).on_conflict_do_nothing()
     leave = (

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import json_rows
+from services.common import json_rows, pg_driver
 from services.projections import search
-from services.projections.sql import cached_text, greatest, insert
+from services.projections.sql import greatest, insert
 from services.projections.tables import ChatTables
 from shared.events.conversation import (
     ConversationDetailsChanged,
@@ -231,6 +231,8 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
         else:
             await conn.execute(insert(conn, table).on_conflict_do_nothing(), rows)
     await search.index_sent(conn, t, keys)
+    if not (ch.edits or ch.retracts):
+        return  # most batches: the statements below cost SQLAlchemy ~100 µs to build
     m = t.messages.c
     at_message = and_(m.conversation_id == bindparam("c"), m.seq == bindparam("s"))
     if ch.edits:
@@ -277,7 +279,7 @@ async def _pg_watermarks(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> 
         "ds": [d for d, _ in marks],
         "rs": [r for _, r in marks],
     }
-    await conn.execute(cached_text(_PG_WATERMARKS, members=t.members.name), params)
+    await pg_driver.execute(conn, _PG_WATERMARKS.format(members=t.members.name), params)
 
 
 async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
@@ -291,7 +293,7 @@ async def _pg_last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -
         "ss": [r["s"] if r else 0 for r in last],
         "ats": [r["at"] if r else None for r in last],
     }
-    await conn.execute(cached_text(_PG_LAST, **names), params)
+    await pg_driver.execute(conn, _PG_LAST.format(**names), params)
 
 
 async def _last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import pg_driver
 from services.common.transaction_group import TransactionGroup
 from services.projections import audit, chat, directory, erasure, support
 from services.projections.sql import greatest, insert
@@ -53,19 +54,24 @@ def needed_types(projections: Sequence[str] = PROJECTIONS) -> frozenset[str]:
     return frozenset().union(*(TYPES[p] for p in projections))
 
 
-_PG_STORE_CHECKPOINTS = text(
+# PostgreSQL's statements of every batch run on the driver (services/common/pg_driver.py).
+_PG_STORE_CHECKPOINTS = (
     "INSERT INTO rm_checkpoints (projection, partition, position, updated_at) "
     "SELECT p, n, pos, :at "
     "FROM unnest(CAST(:p AS text[]), CAST(:n AS integer[]), CAST(:pos AS bigint[])) AS u(p, n, pos) "
     "ON CONFLICT (projection, partition) DO UPDATE SET "
     "position = greatest(rm_checkpoints.position, excluded.position), updated_at = excluded.updated_at"
 )
+_PG_CHECKPOINTS_OF = (
+    "SELECT projection, partition, position FROM rm_checkpoints"
+    " WHERE projection = ANY(CAST(:projections AS text[])) AND partition = ANY(CAST(:partitions AS integer[]))"
+)
 
 
 async def take_rebuild_lock(conn: AsyncConnection, *, exclusive: bool) -> None:
     if conn.dialect.name == "postgresql":
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-        await conn.execute(text(f"SELECT {fn}(:k)"), {"k": REBUILD_LOCK_KEY})
+        await pg_driver.execute(conn, f"SELECT {fn}(:k)", {"k": REBUILD_LOCK_KEY})
 
 
 async def replay(
@@ -89,6 +95,9 @@ async def read_checkpoints(
     transaction of one event read all 16 partitions' rows of every projection before)."""
     if partitions is None:
         rows = await conn.execute(_CHECKPOINTS, {"projections": list(projections)})
+    elif conn.dialect.name == "postgresql":
+        params = {"projections": list(projections), "partitions": sorted(partitions)}
+        return {(p, n): pos for p, n, pos in await pg_driver.fetch(conn, _PG_CHECKPOINTS_OF, params)}
     else:
         rows = await conn.execute(_CHECKPOINTS_OF, {"projections": list(projections), "partitions": sorted(partitions)})
     return {(r.projection, r.partition): r.position for r in rows}
@@ -158,7 +167,8 @@ class Projector:
             # in every partition it touched (dozens of rows), and per row SQLAlchemy's executemany
             # cost ~10 µs of CPU against ~2 here. The rows are unique per key (built from dicts).
             columns = {"p": [r["projection"] for r in rows], "n": [r["partition"] for r in rows]}
-            await conn.execute(_PG_STORE_CHECKPOINTS, {**columns, "pos": [r["position"] for r in rows], "at": now})
+            params = {**columns, "pos": [r["position"] for r in rows], "at": now}
+            await pg_driver.execute(conn, _PG_STORE_CHECKPOINTS, params)
             return
         stmt = insert(conn, checkpoints)
         await conn.execute(

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.projections.sql import cached_text
+from services.common import pg_driver
 from services.projections.tables import ChatTables
 
 START, STOP = "\x02", "\x03"
@@ -84,7 +84,7 @@ async def unindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
         return
     m = t.messages.name
     if conn.dialect.name == "postgresql":
-        await conn.execute(cached_text(_PG_UNINDEX, search=t.search, messages=m), _pg_arrays(keys))
+        await pg_driver.execute(conn, _PG_UNINDEX.format(search=t.search, messages=m), _pg_arrays(keys))
         return
     sql = f"DELETE FROM {t.search} WHERE rowid = (SELECT position FROM {m} WHERE conversation_id = :c AND seq = :s)"
     await conn.execute(text(sql), keys)
@@ -93,7 +93,7 @@ async def unindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
 async def _pg_index(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:
     # One statement for the whole batch (the keys as two arrays), not one per message: run once per
     # message in the pipeline it was ~12 % of the projections worker's CPU at 1,700 msg/s.
-    await conn.execute(cached_text(_PG_INDEX, search=t.search, messages=t.messages.name), _pg_arrays(keys))
+    await pg_driver.execute(conn, _PG_INDEX.format(search=t.search, messages=t.messages.name), _pg_arrays(keys))
 
 
 # The batch's (conversation, seq) keys joined in as rows of two parallel arrays.
