@@ -13,15 +13,17 @@ ran here too. A failure raises psycopg's error, which the worker runtime retries
 Writes wait to go together: `execute` queues the statement on the connection, and the queue is sent
 in one pipeline (one round trip, one wake-up of the loop) when something needs the database in
 order: a `fetch` (sent in the same pipeline), any statement SQLAlchemy sends on that connection (an
-engine event), or the commit (another; the COMMIT goes in the pipeline). So a batch's writes keep
-their order with everything else it runs, and a rollback drops what was queued. A steady batch of
-the projections worker is two round trips: the BEGIN, its lock and its checkpoints; then its
-writes and the COMMIT. Per statement, a pipeline of ten cost ~40 µs of CPU against ~100 one by one.
+engine event, on the engines that queue), or the commit (another; the COMMIT goes in the pipeline).
+So a batch's writes keep their order with everything else it runs, and a rollback drops what was
+queued. A steady batch of the projections worker is two round trips: the BEGIN, its lock and its
+checkpoints; then its writes and the COMMIT. Per statement, a pipeline of ten cost ~40 µs of CPU
+against ~100 one by one.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -30,12 +32,26 @@ import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.pool import ConnectionPoolEntry, Pool
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
 _DRIVER = "ledgerline.psycopg"  # conn.info lives as long as the DBAPI connection (SQLAlchemy docs)
 _PENDING = "ledgerline.pending"  # the statements `execute` queued on it
 _BIND = re.compile(r"(?<![:\w]):(\w+)")
+_WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _watch(engine: Engine) -> None:
+    """The engine events that send the queue (below), on the engines that queue only: with any
+    listener SQLAlchemy dispatches events for every statement, which the gateway need not pay."""
+    if engine in _WATCHED:
+        return
+    event.listen(engine, "before_cursor_execute", _before_sqlalchemy_statement)
+    event.listen(engine, "commit", _before_commit)
+    event.listen(engine, "rollback", _on_rollback)
+    if not event.contains(engine.pool, "checkin", _on_checkin):  # option engines share a pool
+        event.listen(engine.pool, "checkin", _on_checkin)
+    _WATCHED.add(engine)
 
 
 async def driver(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
@@ -62,6 +78,7 @@ async def execute(conn: AsyncConnection, statement: str, params: Mapping[str, An
     """Queue `statement` (SQLAlchemy-style binds) to run on the driver, in `conn`'s transaction, before
     whatever next needs that connection (see above)."""
     await driver(conn)  # found now, while a greenlet hop is allowed
+    _watch(conn.sync_engine)  # before anything is queued on this engine's connection
     pending: list[tuple[str, Mapping[str, Any] | None]] = conn.info.setdefault(_PENDING, [])
     pending.append((psycopg_sql(statement), params))
 
@@ -96,13 +113,11 @@ async def _flush(
     return cursor
 
 
-@event.listens_for(Engine, "before_cursor_execute")
 def _before_sqlalchemy_statement(conn: Connection, *_: object) -> None:
     if conn.info.get(_PENDING):
         await_only(_flush(conn.info[_DRIVER], conn.info))
 
 
-@event.listens_for(Engine, "commit")
 def _before_commit(conn: Connection) -> None:
     # The COMMIT goes in the same round trip; SQLAlchemy's commit that follows finds the transaction
     # ended and sends nothing (psycopg commits only in a transaction).
@@ -110,12 +125,10 @@ def _before_commit(conn: Connection) -> None:
         await_only(_flush(conn.info[_DRIVER], conn.info, ("COMMIT", None)))
 
 
-@event.listens_for(Engine, "rollback")
 def _on_rollback(conn: Connection) -> None:
     conn.info.pop(_PENDING, None)
 
 
-@event.listens_for(Pool, "checkin")
 def _on_checkin(_dbapi_connection: object, record: ConnectionPoolEntry | None) -> None:
     if record is not None:  # nothing queued outlives its transaction, whatever ended it
         record.info.pop(_PENDING, None)

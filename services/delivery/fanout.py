@@ -145,7 +145,7 @@ class Fanout:
     async def _save_checkpoints(self, conn: AsyncConnection, done: dict[int, int]) -> None:
         if not done:
             return
-        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/json_rows.py)
+        if conn.dialect.name == "postgresql":  # the rows as JSON, on the driver (services/common/json_rows.py)
             rows = [{"partition": p, "position": position} for p, position in done.items()]
             await json_rows.update_rows(conn, checkpoints, ("partition",), rows)
             return
@@ -166,15 +166,18 @@ class Fanout:
 
     async def _save(self, conn: AsyncConnection, view: _View) -> None:
         """The changed members: one statement for the updates, one for the new rows."""
-        if conn.dialect.name == "postgresql":
-            await self._pg_save(conn, view)
-            return
         updates: list[dict[str, object]] = []
         inserts: list[dict[str, object]] = []
         for conversation, user in sorted(view.dirty):
             m = view.loaded[conversation][user]
             row = {"c": conversation, "u": user, "a": m.active, "d": m.delivered_seq, "r": m.read_seq}
             (updates if (conversation, user) in view.existing else inserts).append(row)
+        if conn.dialect.name == "postgresql":
+            # On the driver, the rows as one JSON parameter (services/common/json_rows.py): an
+            # executemany cost a pipelined execution per changed member, most of this worker's CPU.
+            await json_rows.update_rows(conn, members, _KEYS, [_columns(r) for r in updates])
+            await json_rows.insert_rows(conn, members, [_columns(r) for r in inserts], tail="")
+            return
         values: dict[str, object] = {
             "active": bindparam("a"),
             "delivered_seq": bindparam("d"),
@@ -186,24 +189,6 @@ class Fanout:
         if inserts:
             stmt = members.insert().values(conversation_id=bindparam("c"), user_id=bindparam("u"), **values)
             await conn.execute(stmt, inserts)
-
-    async def _pg_save(self, conn: AsyncConnection, view: _View) -> None:
-        """Each statement over arrays (services/common/json_rows.py): an executemany costs a pipelined
-        execution per changed member, most of this worker's CPU."""
-        updates: list[dict[str, object]] = []
-        inserts: list[dict[str, object]] = []
-        for conversation, user in sorted(view.dirty):
-            m = view.loaded[conversation][user]
-            row = {
-                "conversation_id": conversation,
-                "user_id": user,
-                "active": m.active,
-                "delivered_seq": m.delivered_seq,
-                "read_seq": m.read_seq,
-            }
-            (updates if (conversation, user) in view.existing else inserts).append(row)
-        await json_rows.update_rows(conn, members, ("conversation_id", "user_id"), updates)
-        await json_rows.insert_rows(conn, members, inserts, tail="")
 
     async def _publish(self, out: Outgoing) -> None:
         data = encode(out.frame)
@@ -221,6 +206,20 @@ _PG_MEMBERS = (
     "SELECT conversation_id, user_id, active, delivered_seq, read_seq FROM dl_members"
     " WHERE conversation_id = ANY(CAST(:cs AS varchar[]))"
 )
+
+
+_KEYS = ("conversation_id", "user_id")
+
+
+def _columns(row: dict[str, object]) -> dict[str, object]:
+    """A member row keyed by bind names (SQLAlchemy refuses binds named as columns) keyed by column names."""
+    return {
+        "conversation_id": row["c"],
+        "user_id": row["u"],
+        "active": row["a"],
+        "delivered_seq": row["d"],
+        "read_seq": row["r"],
+    }
 
 
 def _conversation(event: RecordedEvent) -> str:

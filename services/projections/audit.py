@@ -2,8 +2,8 @@
 (services/projections/audit_tables.py; docs/audit.md).
 
 Unlike the other projections it takes every event type, including types this version does not know
-(an auditor must see them all). A batch becomes one statement per table (on PostgreSQL over arrays,
-services/common/json_rows.py; an executemany on SQLite); membership changes are
+(an auditor must see them all). A batch becomes one statement per table (on PostgreSQL the rows as
+one JSON parameter, services/common/json_rows.py; an executemany on SQLite); membership changes are
 applied in position order (a leave closes the stay a join opened, possibly in the same batch).
 """
 
@@ -75,7 +75,7 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     for table, table_rows in ((a.events, rows), (a.event_users, users)):
         if not table_rows:
             continue
-        if conn.dialect.name == "postgresql":  # one statement over arrays (services/common/json_rows.py)
+        if conn.dialect.name == "postgresql":  # the rows as JSON (services/common/json_rows.py)
             await json_rows.insert_rows(conn, table, table_rows)
         else:
             await conn.execute(insert(conn, table).on_conflict_do_nothing(), table_rows)
