@@ -135,7 +135,7 @@ class Fanout:
             rows = await pg_driver.fetch(conn, _PG_CHECKPOINTS, {"parts": sorted(wanted)})
             found = dict(rows)
         else:
-            result = await conn.execute(select(checkpoints).where(checkpoints.c.partition.in_(wanted)))
+            result = await conn.execute(_CHECKPOINTS, {"parts": sorted(wanted)})
             found = {r.partition: r.position for r in result}
         for p in wanted - found.keys():
             await conn.execute(checkpoints.insert().values(partition=p, position=0))
@@ -149,8 +149,7 @@ class Fanout:
             rows = [{"partition": p, "position": position} for p, position in done.items()]
             await json_rows.update_rows(conn, checkpoints, ("partition",), rows)
             return
-        stmt = update(checkpoints).where(checkpoints.c.partition == bindparam("p")).values(position=bindparam("at"))
-        await conn.execute(stmt, [{"p": p, "at": position} for p, position in done.items()])
+        await conn.execute(_SAVE_CHECKPOINTS, [{"p": p, "at": position} for p, position in done.items()])
 
     async def _load(self, conn: AsyncConnection, view: _View, conversations: set[str]) -> None:
         if not conversations:
@@ -158,7 +157,7 @@ class Fanout:
         if conn.dialect.name == "postgresql":
             rows = await pg_driver.fetch(conn, _PG_MEMBERS, {"cs": sorted(conversations)})
         else:
-            result = await conn.execute(select(members).where(members.c.conversation_id.in_(conversations)))
+            result = await conn.execute(_MEMBERS, {"cs": sorted(conversations)})
             rows = [(r.conversation_id, r.user_id, r.active, r.delivered_seq, r.read_seq) for r in result]
         for conversation, user, active, delivered, read in rows:
             view.loaded.setdefault(conversation, {})[user] = Marks(active, delivered, read)
@@ -178,17 +177,10 @@ class Fanout:
             await json_rows.update_rows(conn, members, _KEYS, [_columns(r) for r in updates])
             await json_rows.insert_rows(conn, members, [_columns(r) for r in inserts], tail="")
             return
-        values: dict[str, object] = {
-            "active": bindparam("a"),
-            "delivered_seq": bindparam("d"),
-            "read_seq": bindparam("r"),
-        }
         if updates:
-            where = (members.c.conversation_id == bindparam("c")) & (members.c.user_id == bindparam("u"))
-            await conn.execute(update(members).where(where).values(values), updates)
+            await conn.execute(_UPDATE_MEMBERS, updates)
         if inserts:
-            stmt = members.insert().values(conversation_id=bindparam("c"), user_id=bindparam("u"), **values)
-            await conn.execute(stmt, inserts)
+            await conn.execute(_INSERT_MEMBERS, inserts)
 
     async def _publish(self, out: Outgoing) -> None:
         data = encode(out.frame)
@@ -208,6 +200,19 @@ _PG_MEMBERS = (
 )
 
 
+# SQLite's statements, built once: building one cost SQLAlchemy more than SQLite's running it.
+_CHECKPOINTS = select(checkpoints).where(checkpoints.c.partition.in_(bindparam("parts", expanding=True)))
+_SAVE_CHECKPOINTS = (
+    update(checkpoints).where(checkpoints.c.partition == bindparam("p")).values(position=bindparam("at"))
+)
+_MEMBERS = select(members).where(members.c.conversation_id.in_(bindparam("cs", expanding=True)))
+_MARKS: dict[str, object] = {"active": bindparam("a"), "delivered_seq": bindparam("d"), "read_seq": bindparam("r")}
+_UPDATE_MEMBERS = (
+    update(members)
+    .where((members.c.conversation_id == bindparam("c")) & (members.c.user_id == bindparam("u")))
+    .values(_MARKS)
+)
+_INSERT_MEMBERS = members.insert().values(conversation_id=bindparam("c"), user_id=bindparam("u"), **_MARKS)
 _KEYS = ("conversation_id", "user_id")
 
 

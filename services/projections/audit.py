@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.audit.records import conversation_of, summary, users_of
 from services.common import json_rows
-from services.projections.sql import insert
+from services.projections.sql import insert_ignore
 from services.projections.tables import ChatTables
 from shared.events.envelope import RecordedEvent
 from shared.events.registry import registry
@@ -78,7 +78,7 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
         if conn.dialect.name == "postgresql":  # the rows as JSON (services/common/json_rows.py)
             await json_rows.insert_rows(conn, table, table_rows)
         else:
-            await conn.execute(insert(conn, table).on_conflict_do_nothing(), table_rows)
+            await conn.execute(insert_ignore(conn, table), table_rows)
     await _membership(conn, t, ops)
 
 
@@ -86,7 +86,7 @@ async def _membership(conn: AsyncConnection, t: ChatTables, ops: list[tuple[str,
     if not ops:
         return  # most batches: the statements below cost SQLAlchemy ~100 µs to build
     m = t.audit.membership
-    join = insert(conn, m).on_conflict_do_nothing()
+    join = insert_ignore(conn, m)
     leave = (
         update(m)
         .where(

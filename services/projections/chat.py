@@ -13,14 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import Table, Update, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import json_rows, pg_driver
 from services.projections import search
-from services.projections.sql import greatest, insert
+from services.projections.sql import greatest, insert, insert_ignore
 from services.projections.tables import ChatTables
 from shared.events.conversation import (
     ConversationDetailsChanged,
@@ -155,7 +156,7 @@ def _fold_sent(ch: _Changes, recorded: RecordedEvent, e: MessageSent) -> None:
 async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedEvent]) -> None:
     ch = _fold(events)
     if ch.started:
-        await conn.execute(insert(conn, t.conversations).on_conflict_do_nothing(), ch.started)
+        await conn.execute(insert_ignore(conn, t.conversations), ch.started)
     if ch.details:
         await _details(conn, t, ch.details)
     await _membership(conn, t, list(ch.membership.values()))
@@ -164,17 +165,44 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     if ch.watermarks and conn.dialect.name == "postgresql":
         await _pg_watermarks(conn, t, ch)
     elif ch.watermarks:
-        m = t.members
-        stmt = (
-            update(m)
-            .where(and_(m.c.conversation_id == bindparam("c"), m.c.user_id == bindparam("u")))
-            .values(
-                delivered_seq=greatest(conn, m.c.delivered_seq, bindparam("d")),
-                read_seq=greatest(conn, m.c.read_seq, bindparam("r")),
-            )
-        )
         rows = [{"c": c, "u": u, "d": d, "r": r} for (c, u), (d, r) in ch.watermarks.items()]
-        await conn.execute(stmt, rows)
+        await conn.execute(_sqlite_watermarks(t.members), rows)
+
+
+# SQLite's statements of every batch, built once per table (services/projections/sql.py). SQLite's
+# max(a, b) is GREATEST for the non-NULL values here.
+@lru_cache(maxsize=64)
+def _sqlite_watermarks(m: Table) -> Update:
+    return (
+        update(m)
+        .where(and_(m.c.conversation_id == bindparam("c"), m.c.user_id == bindparam("u")))
+        .values(
+            delivered_seq=func.max(m.c.delivered_seq, bindparam("d")),
+            read_seq=func.max(m.c.read_seq, bindparam("r")),
+        )
+    )
+
+
+@lru_cache(maxsize=64)
+def _sqlite_last_seq(conversations: Table) -> Update:
+    c = conversations.c
+    at = bindparam("at", type_=c.updated_at.type)
+    return (
+        update(conversations)
+        .where(c.conversation_id == bindparam("c"), c.last_seq < bindparam("s"))
+        .values(last_seq=bindparam("s"), last_message_at=at, updated_at=func.max(c.updated_at, at))
+    )
+
+
+@lru_cache(maxsize=64)
+def _sqlite_preview(conversations: Table, messages: Table) -> Update:
+    c, m = conversations.c, messages.c
+    preview = (
+        select(func.substr(m.text, 1, PREVIEW_CHARS))
+        .where(m.conversation_id == c.conversation_id, m.seq == c.last_seq)
+        .scalar_subquery()
+    )
+    return update(conversations).where(c.conversation_id == bindparam("c")).values(last_message_preview=preview)
 
 
 async def _details(conn: AsyncConnection, t: ChatTables, rows: list[dict[str, Any]]) -> None:
@@ -229,7 +257,7 @@ async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
         if conn.dialect.name == "postgresql":
             await json_rows.insert_rows(conn, table, rows)
         else:
-            await conn.execute(insert(conn, table).on_conflict_do_nothing(), rows)
+            await conn.execute(insert_ignore(conn, table), rows)
     await search.index_sent(conn, t, keys)
     if not (ch.edits or ch.retracts):
         return  # most batches: the statements below cost SQLAlchemy ~100 µs to build
@@ -300,21 +328,7 @@ async def _last_message(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> N
     if conn.dialect.name == "postgresql":
         await _pg_last_message(conn, t, ch)
         return
-    c = t.conversations.c
     if ch.last:
-        at = bindparam("at", type_=c.updated_at.type)
-        stmt = (
-            update(t.conversations)
-            .where(c.conversation_id == bindparam("c"), c.last_seq < bindparam("s"))
-            .values(last_seq=bindparam("s"), last_message_at=at, updated_at=greatest(conn, c.updated_at, at))
-        )
-        await conn.execute(stmt, list(ch.last.values()))
+        await conn.execute(_sqlite_last_seq(t.conversations), list(ch.last.values()))
     if ch.touched:
-        m = t.messages.c
-        preview = (
-            select(func.substr(m.text, 1, PREVIEW_CHARS))
-            .where(m.conversation_id == c.conversation_id, m.seq == c.last_seq)
-            .scalar_subquery()
-        )
-        stmt = update(t.conversations).where(c.conversation_id == bindparam("c")).values(last_message_preview=preview)
-        await conn.execute(stmt, [{"c": conv} for conv in sorted(ch.touched)])
+        await conn.execute(_sqlite_preview(t.conversations, t.messages), [{"c": conv} for conv in sorted(ch.touched)])

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import pg_driver
 from services.common.transaction_group import TransactionGroup
 from services.projections import audit, chat, directory, erasure, support
-from services.projections.sql import greatest, insert
 from services.projections.tables import PROJECTIONS, TABLES, ChatTables, checkpoints
 from shared.events.envelope import RecordedEvent
 from shared.events.partition import DEFAULT_PARTITIONS, partition_of
@@ -170,14 +172,17 @@ class Projector:
             params = {**columns, "pos": [r["position"] for r in rows], "at": now}
             await pg_driver.execute(conn, _PG_STORE_CHECKPOINTS, params)
             return
-        stmt = insert(conn, checkpoints)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["projection", "partition"],
-                set_={
-                    "position": greatest(conn, checkpoints.c.position, stmt.excluded.position),
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            ),
-            [{**r, "updated_at": now} for r in rows],
-        )
+        await conn.execute(_sqlite_store_checkpoints(), [{**r, "updated_at": now} for r in rows])
+
+
+@lru_cache(maxsize=1)
+def _sqlite_store_checkpoints() -> SqliteInsert:
+    """Built once (services/projections/sql.py); SQLite's max(a, b) is GREATEST for non-NULL values."""
+    stmt = sqlite_insert(checkpoints)
+    return stmt.on_conflict_do_update(
+        index_elements=["projection", "partition"],
+        set_={
+            "position": func.max(checkpoints.c.position, stmt.excluded.position),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )

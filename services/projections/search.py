@@ -19,10 +19,10 @@ import html
 import re
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import pg_driver
+from services.projections.sql import cached_text
 from services.projections.tables import ChatTables
 
 START, STOP = "\x02", "\x03"
@@ -64,7 +64,7 @@ async def reindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
         await _pg_index(conn, t, keys)
         return
     pick = f"FROM {t.messages.name} WHERE conversation_id = :c AND seq = :s AND NOT retracted AND text <> ''"
-    await conn.execute(text(f"INSERT INTO {t.search} (rowid, text) SELECT position, text {pick}"), keys)
+    await conn.execute(cached_text(f"INSERT INTO {t.search} (rowid, text) SELECT position, text {pick}"), keys)
 
 
 async def index_sent(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:
@@ -87,7 +87,7 @@ async def unindex(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any
         await pg_driver.execute(conn, _PG_UNINDEX.format(search=t.search, messages=m), _pg_arrays(keys))
         return
     sql = f"DELETE FROM {t.search} WHERE rowid = (SELECT position FROM {m} WHERE conversation_id = :c AND seq = :s)"
-    await conn.execute(text(sql), keys)
+    await conn.execute(cached_text(sql), keys)
 
 
 async def _pg_index(conn: AsyncConnection, t: ChatTables, keys: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.projections import support_state
-from services.projections.sql import insert
+from services.projections.sql import insert, insert_ignore
 from services.projections.support_state import TicketRecord
 from services.projections.tables import ChatTables
 from shared.events import tickets as ev
@@ -52,7 +52,7 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     if not mine:
         return
     history = [_history_row(e) for e in mine]
-    await conn.execute(insert(conn, t.support.events).on_conflict_do_nothing(), history)
+    await conn.execute(insert_ignore(conn, t.support.events), history)
     records = await _load(conn, t, {str(e.payload["ticket_id"]) for e in mine})
     changed: dict[str, TicketRecord] = {}
     for recorded in mine:
