@@ -88,29 +88,35 @@ async def fetch(
 ) -> Sequence[tuple[Any, ...]]:
     """The rows of `statement` (SQLAlchemy-style binds) as tuples, in `conn`'s transaction, after
     what was queued (in the same round trip)."""
+    (rows,) = await fetch_many(conn, [(statement, params)])
+    return rows
+
+
+async def fetch_many(
+    conn: AsyncConnection, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[Sequence[tuple[Any, ...]]]:
+    """The rows of each of `statements`, after what was queued, all in one round trip."""
     found = await driver(conn)
-    cursor = await _flush(found, conn.info, (psycopg_sql(statement), params))
-    assert cursor is not None
-    return await cursor.fetchall()
+    cursors = await _flush(found, conn.info, [(psycopg_sql(s), p) for s, p in statements])
+    return [await cursor.fetchall() for cursor in cursors]
 
 
 async def _flush(
     found: psycopg.AsyncConnection[Any],
     info: dict[Any, Any],
-    last: tuple[str, Mapping[str, Any] | None] | None = None,
-) -> psycopg.AsyncCursor[Any] | None:
-    """Send what was queued, then `last`, in one pipeline; `last`'s cursor (its results fetched)."""
+    reads: Sequence[tuple[str, Mapping[str, Any] | None]] = (),
+) -> list[psycopg.AsyncCursor[Any]]:
+    """Send what was queued, then `reads`, in one pipeline; the cursors of `reads` (results fetched)."""
     statements = info.pop(_PENDING, [])
-    if last is not None:
-        statements.append(last)
-    if not statements:
-        return None
-    if len(statements) == 1:
-        return await found.execute(*statements[0])
+    if not statements and len(reads) <= 1:
+        return [await found.execute(*read) for read in reads]
+    cursors: list[psycopg.AsyncCursor[Any]] = []
     async with found.pipeline():
         for statement, params in statements:
-            cursor = await found.execute(statement, params)
-    return cursor
+            await found.execute(statement, params)
+        for statement, params in reads:
+            cursors.append(await found.execute(statement, params))
+    return cursors
 
 
 def _before_sqlalchemy_statement(conn: Connection, *_: object) -> None:
@@ -122,7 +128,7 @@ def _before_commit(conn: Connection) -> None:
     # The COMMIT goes in the same round trip; SQLAlchemy's commit that follows finds the transaction
     # ended and sends nothing (psycopg commits only in a transaction).
     if conn.info.get(_PENDING):
-        await_only(_flush(conn.info[_DRIVER], conn.info, ("COMMIT", None)))
+        await_only(_flush(conn.info[_DRIVER], conn.info, [("COMMIT", None)]))
 
 
 def _on_rollback(conn: Connection) -> None:

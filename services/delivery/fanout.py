@@ -10,7 +10,7 @@ recovers (realtime frames are at most once; docs/realtime.md).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -106,10 +106,8 @@ class Fanout:
             batches[0] if len(batches) == 1 else [e for i, b in enumerate(batches) for e in b if owner[e.position] == i]
         )
         out: list[list[tuple[Outgoing, float | None]]] = [[] for _ in batches]
-        done = await self._checkpoints(conn, {self._partition(e) for e in events})
+        done, view = await self._read(conn, events)
         fresh = [e for e in events if e.position > done[self._partition(e)]]
-        view = _View()
-        await self._load(conn, view, {_conversation(e) for e in fresh if e.type in CONVERSATION_TYPES})
         for event in fresh:
             if event.type not in CONVERSATION_TYPES:
                 continue
@@ -129,18 +127,32 @@ class Fanout:
     def _partition(self, event: RecordedEvent) -> int:
         return partition_of(event.stream_id, self._partitions)
 
-    async def _checkpoints(self, conn: AsyncConnection, parts: Iterable[int]) -> dict[int, int]:
-        wanted = set(parts)
-        if conn.dialect.name == "postgresql":  # on the driver, as every statement of a batch here
-            rows = await pg_driver.fetch(conn, _PG_CHECKPOINTS, {"parts": sorted(wanted)})
-            found = dict(rows)
+    async def _read(self, conn: AsyncConnection, events: list[RecordedEvent]) -> tuple[dict[int, int], _View]:
+        """The checkpoints of the batch's partitions, and the members of every conversation in it
+        (a redelivered event's too: loaded, not changed). On PostgreSQL both in one round trip."""
+        parts = sorted({self._partition(e) for e in events})
+        conversations = sorted({_conversation(e) for e in events if e.type in CONVERSATION_TYPES})
+        if conn.dialect.name == "postgresql":
+            reads: list[tuple[str, dict[str, object]]] = [(_PG_CHECKPOINTS, {"parts": parts})]
+            if conversations:
+                reads.append((_PG_MEMBERS, {"cs": conversations}))
+            found, *loaded = await pg_driver.fetch_many(conn, reads)
+            done = dict(found)
+            member_rows = loaded[0] if loaded else []
         else:
-            result = await conn.execute(_CHECKPOINTS, {"parts": sorted(wanted)})
-            found = {r.partition: r.position for r in result}
-        for p in wanted - found.keys():
+            done = {r.partition: r.position for r in await conn.execute(_CHECKPOINTS, {"parts": parts})}
+            member_rows = []
+            if conversations:
+                result = await conn.execute(_MEMBERS, {"cs": conversations})
+                member_rows = [(r.conversation_id, r.user_id, r.active, r.delivered_seq, r.read_seq) for r in result]
+        for p in set(parts) - done.keys():
             await conn.execute(checkpoints.insert().values(partition=p, position=0))
-            found[p] = 0
-        return found
+            done[p] = 0
+        view = _View()
+        for conversation, user, active, delivered, read in member_rows:
+            view.loaded.setdefault(conversation, {})[user] = Marks(active, delivered, read)
+            view.existing.add((conversation, user))
+        return done, view
 
     async def _save_checkpoints(self, conn: AsyncConnection, done: dict[int, int]) -> None:
         if not done:
@@ -150,18 +162,6 @@ class Fanout:
             await json_rows.update_rows(conn, checkpoints, ("partition",), rows)
             return
         await conn.execute(_SAVE_CHECKPOINTS, [{"p": p, "at": position} for p, position in done.items()])
-
-    async def _load(self, conn: AsyncConnection, view: _View, conversations: set[str]) -> None:
-        if not conversations:
-            return
-        if conn.dialect.name == "postgresql":
-            rows = await pg_driver.fetch(conn, _PG_MEMBERS, {"cs": sorted(conversations)})
-        else:
-            result = await conn.execute(_MEMBERS, {"cs": sorted(conversations)})
-            rows = [(r.conversation_id, r.user_id, r.active, r.delivered_seq, r.read_seq) for r in result]
-        for conversation, user, active, delivered, read in rows:
-            view.loaded.setdefault(conversation, {})[user] = Marks(active, delivered, read)
-            view.existing.add((conversation, user))
 
     async def _save(self, conn: AsyncConnection, view: _View) -> None:
         """The changed members: one statement for the updates, one for the new rows."""

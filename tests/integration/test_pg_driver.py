@@ -43,8 +43,18 @@ async def test_queued_writes_keep_their_order_with_everything_else_and_commit(en
         await pg_driver.execute(conn, "UPDATE t SET label = label || '+after' WHERE n = 2")
         # ...and so does a read on the driver.
         assert await pg_driver.fetch(conn, "SELECT n, label FROM t WHERE n = :n", {"n": 2}) == [(2, "sqlalchemy+after")]
+        await pg_driver.execute(conn, "INSERT INTO t VALUES (4, 'queued before two reads')")
+        counted, labelled = await pg_driver.fetch_many(
+            conn, [("SELECT count(*) FROM t", None), ("SELECT label FROM t WHERE n = :n", {"n": 4})]
+        )
+        assert (counted, labelled) == ([(3,)], [("queued before two reads",)])
         await pg_driver.execute(conn, "INSERT INTO t VALUES (3, 'last, sent with the commit')")
-    assert await rows(engine) == [(1, "driver+queued"), (2, "sqlalchemy+after"), (3, "last, sent with the commit")]
+    assert await rows(engine) == [
+        (1, "driver+queued"),
+        (2, "sqlalchemy+after"),
+        (3, "last, sent with the commit"),
+        (4, "queued before two reads"),
+    ]
 
 
 async def test_a_rolled_back_transaction_leaves_nothing_queued_for_the_next(engine: AsyncEngine) -> None:
