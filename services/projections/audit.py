@@ -16,8 +16,7 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.audit.records import conversation_of, summary, users_of
-from services.common import json_rows
-from services.projections.sql import insert_ignore
+from services.projections.sql import insert_ignore, insert_new
 from services.projections.tables import ChatTables
 from shared.events.envelope import RecordedEvent
 from shared.events.registry import registry
@@ -72,13 +71,8 @@ async def apply(conn: AsyncConnection, t: ChatTables, events: Iterable[RecordedE
     if not rows:
         return
     a = t.audit
-    for table, table_rows in ((a.events, rows), (a.event_users, users)):
-        if not table_rows:
-            continue
-        if conn.dialect.name == "postgresql":  # the rows as JSON (services/common/json_rows.py)
-            await json_rows.insert_rows(conn, table, table_rows)
-        else:
-            await conn.execute(insert_ignore(conn, table), table_rows)
+    await insert_new(conn, a.events, rows)
+    await insert_new(conn, a.event_users, users)
     await _membership(conn, t, ops)
 
 

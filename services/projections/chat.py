@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import Table, Update, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.common import json_rows, pg_driver
+from services.common import pg_driver
 from services.projections import search
-from services.projections.sql import greatest, insert, insert_ignore
+from services.projections.sql import greatest, insert, insert_ignore, insert_new
 from services.projections.tables import ChatTables
 from shared.events.conversation import (
     ConversationDetailsChanged,
@@ -252,12 +252,7 @@ async def _membership(conn: AsyncConnection, t: ChatTables, ops: list[dict[str, 
 async def _messages(conn: AsyncConnection, t: ChatTables, ch: _Changes) -> None:
     keys = [{"c": r["conversation_id"], "s": r["seq"]} for r in ch.sent]
     for table, rows in ((t.messages, ch.sent), (t.message_files, ch.files), (t.object_links, ch.links)):
-        if not rows:
-            continue
-        if conn.dialect.name == "postgresql":
-            await json_rows.insert_rows(conn, table, rows)
-        else:
-            await conn.execute(insert_ignore(conn, table), rows)
+        await insert_new(conn, table, rows)
     await search.index_sent(conn, t, keys)
     if not (ch.edits or ch.retracts):
         return  # most batches: the statements below cost SQLAlchemy ~100 µs to build

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -88,6 +86,16 @@ _CHECKPOINTS = select(checkpoints.c.projection, checkpoints.c.partition, checkpo
     checkpoints.c.projection.in_(bindparam("projections", expanding=True))
 )
 _CHECKPOINTS_OF = _CHECKPOINTS.where(checkpoints.c.partition.in_(bindparam("partitions", expanding=True)))
+
+# SQLite's upsert, built once (services/projections/sql.py); its max(a, b) is GREATEST for non-NULL values.
+_sqlite_upsert = sqlite_insert(checkpoints)
+_SQLITE_STORE_CHECKPOINTS = _sqlite_upsert.on_conflict_do_update(
+    index_elements=["projection", "partition"],
+    set_={
+        "position": func.max(checkpoints.c.position, _sqlite_upsert.excluded.position),
+        "updated_at": _sqlite_upsert.excluded.updated_at,
+    },
+)
 
 
 async def read_checkpoints(
@@ -172,17 +180,4 @@ class Projector:
             params = {**columns, "pos": [r["position"] for r in rows], "at": now}
             await pg_driver.execute(conn, _PG_STORE_CHECKPOINTS, params)
             return
-        await conn.execute(_sqlite_store_checkpoints(), [{**r, "updated_at": now} for r in rows])
-
-
-@lru_cache(maxsize=1)
-def _sqlite_store_checkpoints() -> SqliteInsert:
-    """Built once (services/projections/sql.py); SQLite's max(a, b) is GREATEST for non-NULL values."""
-    stmt = sqlite_insert(checkpoints)
-    return stmt.on_conflict_do_update(
-        index_elements=["projection", "partition"],
-        set_={
-            "position": func.max(checkpoints.c.position, stmt.excluded.position),
-            "updated_at": stmt.excluded.updated_at,
-        },
-    )
+        await conn.execute(_SQLITE_STORE_CHECKPOINTS, [{**r, "updated_at": now} for r in rows])

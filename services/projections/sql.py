@@ -6,6 +6,7 @@ than running it on SQLite: the statements of every batch are built once per tabl
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
+
+from services.common import json_rows
 
 
 def insert(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
@@ -33,6 +36,18 @@ def greatest(conn: AsyncConnection, a: Any, b: Any) -> ColumnElement[Any]:
 def insert_ignore(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
     """INSERT … ON CONFLICT DO NOTHING into `table`, built once per dialect and table."""
     return _insert_ignore(conn.dialect.name, table)
+
+
+async def insert_new(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT `rows` (all with the same keys), leaving alone those whose key is already there: on
+    PostgreSQL one statement on the driver with the rows as JSON (services/common/json_rows.py), on
+    SQLite an executemany."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        await json_rows.insert_rows(conn, table, rows)
+    else:
+        await conn.execute(insert_ignore(conn, table), rows)
 
 
 @lru_cache(maxsize=256)
